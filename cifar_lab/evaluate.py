@@ -1,0 +1,109 @@
+"""Predictions and the numbers students read off them: accuracy, per-class accuracy, confusions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+from torch import nn
+
+from .data import CIFAR10Data
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, num_classes) and labels (N,) of every batch of `loader`, on the CPU.
+
+    With `tta`, the logits are averaged with those of the mirrored images.
+    """
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    for images, labels in loader:
+        logits = model(images).float()
+        if tta:
+            logits = (logits + model(images.flip(3)).float()) / 2
+        all_logits.append(logits)
+        all_labels.append(labels)
+    model.train(was_training)
+    return torch.cat(all_logits).cpu(), torch.cat(all_labels).cpu()
+
+
+def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (0..1) of logits against labels."""
+    loss = nn.functional.cross_entropy(logits.float(), labels).item()
+    return loss, (logits.argmax(1) == labels).float().mean().item()
+
+
+@dataclass
+class EvalResult:
+    """A model's predictions on one split, with the numbers derived from them."""
+
+    logits: torch.Tensor  # (N, num_classes)
+    labels: torch.Tensor  # (N,)
+    classes: list[str]
+    split: str = "test"
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return self.logits.softmax(1)
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        return self.logits.argmax(1)
+
+    @property
+    def confidences(self) -> torch.Tensor:
+        """Softmax probability of the predicted class."""
+        return self.probabilities.max(1).values
+
+    @property
+    def accuracy(self) -> float:
+        return loss_and_accuracy(self.logits, self.labels)[1]
+
+    @property
+    def loss(self) -> float:
+        return loss_and_accuracy(self.logits, self.labels)[0]
+
+    def confusion_matrix(self, normalize: bool = False) -> np.ndarray:
+        """(num_classes, num_classes) counts, rows true class, columns predicted; rows sum to 1 if normalized."""
+        cm = sk_confusion_matrix(self.labels.numpy(), self.predictions.numpy(), labels=range(len(self.classes)))
+        return cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+
+    def per_class_accuracy(self) -> dict[str, float]:
+        """Accuracy (0..1) within each true class."""
+        cm = self.confusion_matrix()
+        return {c: float(cm[i, i] / max(cm[i].sum(), 1)) for i, c in enumerate(self.classes)}
+
+    def most_confused(self, k: int = 5) -> list[tuple[str, str, int]]:
+        """The k most frequent (true class, predicted class, count) mistakes."""
+        cm = self.confusion_matrix().copy()
+        np.fill_diagonal(cm, 0)
+        order = np.argsort(cm, axis=None)[::-1][:k]
+        pairs = [np.unravel_index(i, cm.shape) for i in order]
+        return [(self.classes[t], self.classes[p], int(cm[t, p])) for t, p in pairs if cm[t, p] > 0]
+
+    def misclassified(self, k: int = 16) -> list[int]:
+        """Indices of the k wrong predictions made with the highest confidence."""
+        wrong = (self.predictions != self.labels).nonzero().flatten()
+        order = self.confidences[wrong].argsort(descending=True)
+        return wrong[order][:k].tolist()
+
+    def summary(self) -> dict:
+        """The metrics as plain numbers, ready for JSON."""
+        return {"split": self.split, "accuracy": self.accuracy, "loss": self.loss, "n": len(self.labels),
+                "per_class_accuracy": self.per_class_accuracy(),
+                "most_confused": [list(p) for p in self.most_confused()]}
+
+
+def evaluate(model: nn.Module, data: CIFAR10Data, split: str = "test", batch_size: int = 500,
+             tta: bool = False) -> EvalResult:
+    """Predict every image of one split ('train', 'val' or 'test'); `tta` adds flip test-time augmentation."""
+    loader = data.loader(split, batch_size=batch_size, train=False, device=_model_device(model))
+    logits, labels = predict(model, loader, tta=tta)
+    return EvalResult(logits, labels, list(data.classes), split)

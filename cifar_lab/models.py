@@ -1,0 +1,209 @@
+"""The models of the course, from a 3-layer MLP to ResNet-18, and a registry to build them by name."""
+from __future__ import annotations
+
+import socket
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Three fully connected layers on the flattened image, with BatchNorm and dropout."""
+
+    def __init__(self, num_classes: int = 10,
+                 hidden: tuple[int, int] = (1024, 512),  # widths of the two hidden layers
+                 dropout: float = 0.5,  # drop probability after each hidden layer
+                 batchnorm: bool = True):
+        super().__init__()
+        layers, width = [nn.Flatten()], 3 * 32 * 32  # (B, C, H, W) -> (B, 3072)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.BatchNorm1d(h) if batchnorm else nn.Identity(),
+                       nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def conv_bn(c_in: int, c_out: int, batchnorm: bool = True) -> list[nn.Module]:
+    """3x3 convolution, optional BatchNorm, ReLU."""
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batchnorm),
+            nn.BatchNorm2d(c_out) if batchnorm else nn.Identity(), nn.ReLU(inplace=True)]
+
+
+class CNN(nn.Module):
+    """Three conv blocks (conv-BN-ReLU-maxpool) and a fully connected head with dropout."""
+
+    def __init__(self, num_classes: int = 10,
+                 widths: tuple[int, int, int] = (64, 128, 256),  # channels of the three conv blocks
+                 fc_width: int = 256,  # width of the hidden FC layer
+                 batchnorm: bool = True,
+                 conv_dropout: float = 0.0,  # dropout2d probability after each block
+                 fc_dropout: float = 0.3):  # dropout probability before the last layer
+        super().__init__()
+        blocks, c_in = [], 3
+        for w in widths:
+            blocks += conv_bn(c_in, w, batchnorm) + [nn.MaxPool2d(2)]
+            blocks += [nn.Dropout2d(conv_dropout)] if conv_dropout > 0 else []
+            c_in = w
+        self.features = nn.Sequential(*blocks)  # (B, 3, 32, 32) -> (B, widths[-1], 4, 4)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c_in * 4 * 4, fc_width), nn.ReLU(inplace=True),
+                                  nn.Dropout(fc_dropout), nn.Linear(fc_width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a shortcut: the residual block of ResNet-18."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:  # match shape so the sum is defined
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 in its CIFAR form: 3x3 stem, no max-pool, four stages of two basic blocks."""
+
+    def __init__(self, num_classes: int = 10, width: int = 64):  # channels of the first stage
+        super().__init__()
+        self.stem = nn.Sequential(*conv_bn(3, width))
+        stages, c_in = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            stride = 1 if i == 0 else 2
+            stages += [BasicBlock(c_in, width * mult, stride), BasicBlock(width * mult, width * mult)]
+            c_in = width * mult
+        self.stages = nn.Sequential(*stages)  # (B, 8*width, 4, 4)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+class Residual(nn.Module):
+    """x + f(x)."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.f = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
+
+
+class ResNet9(nn.Module):
+    """A fast small residual net (ResNet-9 style, after the fast CIFAR-10 recipes).
+
+    A 2x2 "whitening" stem (set it from the data with `whiten`), three conv-pool
+    stages, residual blocks after the first and last, and a scaled linear head.
+    """
+
+    def __init__(self, num_classes: int = 10,
+                 widths: tuple[int, int, int] = (64, 128, 256),  # channels of the three stages
+                 head_scale: float = 0.125):  # logits multiplier; keeps early softmax soft
+        super().__init__()
+        self.whitening = nn.Conv2d(3, 12, 2, padding=0, bias=True)  # (B, 12, 31, 31)
+        w1, w2, w3 = widths
+        self.net = nn.Sequential(
+            *conv_bn(12, w1, True), nn.MaxPool2d(2),  # 15x15
+            Residual(*conv_bn(w1, w1), *conv_bn(w1, w1)),
+            *conv_bn(w1, w2), nn.MaxPool2d(2),  # 7x7
+            *conv_bn(w2, w3), nn.MaxPool2d(2),  # 3x3
+            Residual(*conv_bn(w3, w3), *conv_bn(w3, w3)),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w3, num_classes, bias=False))
+        self.head_scale = head_scale
+
+    @torch.no_grad()
+    def whiten(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the 2x2 stem to the PCA whitening of the images' 2x2 patches (normalised float, (N, 3, H, W))."""
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # (N, 3, H-1, W-1, 2, 2)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)  # (N*(H-1)*(W-1), 12)
+        patches = patches - patches.mean(0)
+        eigvals, eigvecs = torch.linalg.eigh(patches.T @ patches / len(patches))
+        weight = eigvecs.T / (eigvals + eps).sqrt()[:, None]  # (12, 12): one output per component
+        self.whitening.weight.copy_(weight.view(12, 3, 2, 2))
+        self.whitening.bias.zero_()
+        self.whitening.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.whitening(x)) * self.head_scale
+
+
+def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, timeout: float = 20.0) -> nn.Module:
+    """torchvision's resnet18 adapted to 32x32 (3x3 stem, no max-pool), optionally with ImageNet weights."""
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    weights = None
+    if pretrained:
+        old = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(timeout)  # offline: fail in seconds, never hang
+        try:
+            model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
+        except Exception as e:
+            raise RuntimeError(
+                f"could not get torchvision's pretrained resnet18 weights ({type(e).__name__}: {e}). "
+                "Offline, place resnet18-f37072fd.pth in $TORCH_HOME/hub/checkpoints "
+                "(default ~/.cache/torch/hub/checkpoints) or use pretrained=False.") from e
+        finally:
+            socket.setdefaulttimeout(old)
+    else:
+        model = resnet18(weights=weights)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # 32x32 inputs: keep resolution in the stem
+    model.maxpool = nn.Identity()
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "resnet9": ResNet9,
+          "torchvision_resnet18": torchvision_resnet18}
+
+
+def make_model(name: str, **kwargs) -> nn.Module:
+    """Build a model of the course by name (see `MODELS`); keyword arguments go to its constructor."""
+    if not isinstance(name, str) or name.lower() not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+    model = MODELS[name.lower()](**kwargs)
+    model.config = {"name": name.lower(), **kwargs}  # lets checkpoints say which model they hold
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def flops_per_image(model: nn.Module, image_size: int = 32) -> int:
+    """Forward multiply-adds x2 of the convolutions and linear layers for one image."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += 2 * k * output[0].numel()
+        elif isinstance(module, nn.Linear):
+            total += 2 * module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total

@@ -1,0 +1,162 @@
+"""Every figure of the course. Each function takes `ax=None` (or draws its own figure),
+returns the figure, and saves a PNG when given `save=PATH`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+from .evaluate import EvalResult
+from .files import atomic_write
+from .train import History
+
+CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax.figure, ax
+
+
+def _finish(fig, save: str | Path | None):
+    if save is not None:
+        atomic_write(save, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+    return fig
+
+
+def to_display(images: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> np.ndarray:
+    """uint8 (N, 3, H, W), or normalised floats with their mean/std, as floats (N, H, W, 3) in 0..1 for imshow."""
+    x = images.detach().cpu().float()
+    x = x * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1) if mean is not None else x / 255
+    return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
+               title: str = "", mean=None, std=None, save=None):
+    """A grid of images, each with an optional title."""
+    pics = to_display(images, mean, std)
+    nrows = max(-(-len(pics) // ncols), 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), layout="constrained", squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(pics):
+            ax.imshow(pics[i], interpolation="nearest")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    fig.suptitle(title)
+    return _finish(fig, save)
+
+
+def examples_per_class(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], per_class: int = 1,
+                       save=None):
+    """`per_class` images of each class, one column per class."""
+    picks = [i for c in range(len(classes)) for i in (labels == c).nonzero().flatten()[:per_class].tolist()]
+    order = sorted(range(len(picks)), key=lambda k: k % per_class)  # row r holds the r-th example of each class
+    picks = [picks[k] for k in order]
+    return image_grid(images[picks], [classes[labels[i]] for i in picks], ncols=len(classes),
+                      title=f"{per_class} example(s) per class", save=save)
+
+
+def class_distribution(splits: dict[str, torch.Tensor], classes: Sequence[str], ax=None, save=None):
+    """Bars of images per class, one colour per split ({'train': labels, 'test': labels})."""
+    fig, ax = _axes(ax, (8, 4))
+    width = 0.8 / len(splits)
+    x = np.arange(len(classes))
+    for k, (name, labels) in enumerate(splits.items()):
+        counts = torch.bincount(labels, minlength=len(classes)).numpy()
+        ax.bar(x + k * width - 0.4 + width / 2, counts, width, label=f"{name} ({len(labels):,})")
+    ax.set(xticks=x, title="Images per class", xlabel="class", ylabel="images")
+    ax.set_xticklabels(classes, rotation=30)
+    ax.legend()
+    return _finish(fig, save)
+
+
+def channel_histograms(images: torch.Tensor, ax=None, save=None):
+    """Histogram of pixel values 0..255 for each RGB channel."""
+    fig, ax = _axes(ax)
+    for c, (name, colour) in enumerate(zip("RGB", CHANNEL_COLOURS)):
+        counts = torch.bincount(images[:, c].flatten().long(), minlength=256).numpy()
+        ax.plot(np.arange(256), counts / counts.sum(), color=colour, label=name)
+    ax.set(title="Pixel values per channel", xlabel="pixel value (0-255)", ylabel="fraction of pixels")
+    ax.legend()
+    return _finish(fig, save)
+
+
+def learning_curves(history: History | dict[str, History], save=None):
+    """Loss and accuracy per epoch, train (dashed) vs validation (solid); LR on a twin axis."""
+    runs = history if isinstance(history, dict) else {"": history}
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for (name, h), colour in zip(runs.items(), sns.color_palette(n_colors=max(len(runs), 1))):
+        label = f"{name} " if name else ""
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
+            ax.plot(h.epoch, getattr(h, f"train_{key}"), "--", color=colour, label=f"{label}train")
+            ax.plot(h.epoch, getattr(h, f"val_{key}"), "-o", ms=3, color=colour, label=f"{label}validation")
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
+    if len(runs) == 1:
+        h = next(iter(runs.values()))
+        ax_lr = ax_acc.twinx()
+        ax_lr.plot(h.epoch, h.lr, ":", color="grey", label="learning rate")
+        ax_lr.set_ylabel("learning rate (end of epoch)")
+        ax_lr.legend(loc="center right")
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
+    return _finish(fig, save)
+
+
+def confusion_matrix(result: EvalResult, normalize: bool = True, ax=None, save=None):
+    """Heatmap of true vs predicted classes; rows sum to 1 when `normalize`, else counts."""
+    fig, ax = _axes(ax, (7, 6))
+    cm = result.confusion_matrix(normalize)
+    sns.heatmap(cm, annot=True, fmt=".2f" if normalize else "d", cmap="Blues", square=True, ax=ax,
+                xticklabels=result.classes, yticklabels=result.classes,
+                cbar_kws={"label": "fraction of the true class" if normalize else "images"})
+    ax.set(title=f"Confusion matrix ({result.split}, {'row-normalised' if normalize else 'counts'})",
+           xlabel="predicted class", ylabel="true class")
+    return _finish(fig, save)
+
+
+def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, save=None):
+    """Bars of accuracy within each true class, one colour per model."""
+    results = results if isinstance(results, dict) else {"model": results}
+    fig, ax = _axes(ax, (9, 4))
+    classes = next(iter(results.values())).classes
+    width, x = 0.8 / len(results), np.arange(len(classes))
+    for k, (name, r) in enumerate(results.items()):
+        ax.bar(x + k * width - 0.4 + width / 2, list(r.per_class_accuracy().values()), width,
+               label=f"{name} (overall {r.accuracy:.1%})")
+    ax.set(xticks=x, ylim=(0, 1), title=f"Accuracy per class ({next(iter(results.values())).split})",
+           xlabel="true class", ylabel="accuracy")
+    ax.set_xticklabels(classes, rotation=30)
+    ax.legend(fontsize=8, loc="lower right")
+    return _finish(fig, save)
+
+
+def predictions(images: torch.Tensor, result: EvalResult, indices: Sequence[int], title: str = "Predictions",
+                save=None):
+    """Images with 'predicted (confidence) / true' titles; wrong ones marked with an x."""
+    preds, conf, labels, names = result.predictions, result.confidences, result.labels, result.classes
+    titles = [f"{'x ' if preds[i] != labels[i] else ''}{names[preds[i]]} {conf[i]:.0%}\ntrue: {names[labels[i]]}"
+              for i in indices]
+    return image_grid(images[list(indices)], titles, ncols=min(8, max(len(indices), 1)), title=title, save=save)
+
+
+def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=None):
+    """The k most confident mistakes."""
+    return predictions(images, result, result.misclassified(k), title="Most confident mistakes", save=save)
+
+
+def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, save=None):
+    """Bars of one metric per model (rows: dicts with 'model' and the metric), annotated with the values."""
+    fig, ax = _axes(ax, (7, 4))
+    names, values = [r["model"] for r in rows], [r[metric] for r in rows]
+    bars = ax.bar(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric)
+    ax.bar_label(bars, fmt="%.3f" if max(values, default=0) <= 1 else "%.0f")
+    ax.set(title=f"{metric} by model", xlabel="model", ylabel=metric)
+    ax.legend()
+    return _finish(fig, save)
