@@ -1,0 +1,70 @@
+"""Each notebook, run by papermill as a teacher would, with overridden parameters, in quick mode."""
+import json
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+PROMISED = {
+    "00_data_analysis": ["class_distribution.png", "examples_per_class.png", "channel_histograms.png",
+                         "normalised_images.png"],
+    "01_mlp": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "history.csv"],
+    "02_cnn": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "predictions.png",
+               "misclassified.png", "cnn_vs_mlp.png", "augmented.png"],
+    "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png"],
+    "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png"],
+}
+OVERRIDES = {
+    "01_mlp": dict(hidden="64,32", lr=0.003),
+    "02_cnn": dict(cutout=8, flip=False),
+    "03_regularization": dict(seeds=2, widths="8,16,16"),
+    "04_resnet_comparison": dict(models="mlp,cnn", pretrained=False),
+}
+
+
+def execute(name, tmp_path, **params):
+    return pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
+                               parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
+
+
+@pytest.mark.parametrize("name", list(PROMISED))
+def test_notebook_writes_its_metrics_and_figures(name, tmp_path):
+    out = tmp_path / "out"
+    execute(name, tmp_path, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["quick"] is True and metrics["params"]["seed"] == 1
+    assert metrics["environment"]["torch"]
+    for figure in PROMISED[name]:
+        assert (out / figure).stat().st_size > 0, figure
+    for model in metrics["models"].values():
+        assert 0 <= model["test_acc"] <= 1 and model["epochs"] == 1
+    if name == "04_resnet_comparison":
+        assert list(metrics["models"]) == ["mlp", "cnn"]
+    if name == "03_regularization":
+        assert len(metrics["multi_seed"]["test_acc"]) == 2
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(epochs="ten"), "epochs must be an integer >= 1, got 'ten' (str)"),
+    (dict(lr=-1.0), "lr must be a number > 0"),
+    (dict(hidden="1024"), "hidden must be 2 positive integers"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+])
+def test_bad_parameters_stop_at_the_first_cell_with_a_message(params, message, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute("01_mlp", tmp_path, quick=True, output_dir=str(tmp_path / "out"), **params)
+    assert message in str(e.value)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_source_notebooks_are_clean_and_parameterised():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert not any(c["outputs"] or c["execution_count"] for c in code), f"{path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, path.name
+        for name in ("seed", "data_dir", "output_dir", "quick"):
+            assert f"\n{name} = " in "\n" + "".join(tagged[0]["source"]), (path.name, name)
