@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ def start(notebook: str, params: dict[str, Any]) -> Run:
     output_dir = check_output_dir(params.get("output_dir", f"outputs/{notebook}"))
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
-        root = output_dir / "quick_data"
+        root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{params.get('seed', 0)}"
         make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=params.get("seed", 0))
         data = load_cifar10(root, val_size=50, seed=params.get("seed", 0), download=False)
     else:

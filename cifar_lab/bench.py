@@ -1,0 +1,171 @@
+"""Benchmark: the textbook pipeline vs cifar_lab's, same machine, same process, same models.
+
+    python -m cifar_lab.bench --json bench.json
+
+Measures images/s of the data pipeline alone and of full training steps (forward, backward,
+optimizer) for each model, the model FLOPs per image, and the achieved training FLOP/s as a
+fraction of this machine's dense fp32 matmul peak, measured in the same run. Uses the real
+CIFAR-10 files when they are in the data folder, else a synthetic set of the same format.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import CifarDataError, find_cifar10, load_cifar10, make_fake_cifar10, textbook_loaders
+from .files import environment_info, save_json
+from .models import flops_per_image, make_model
+from .train import get_device, make_optimizer, set_seed
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu")) -> float:
+    """Best dense fp32 matmul FLOP/s of a few timed n x n products."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def images_per_second(batches, steps: int, warmup: int, step=None) -> float:
+    """Images/s over `steps` batches after `warmup` untimed ones; `step(images, labels)` runs on each."""
+    it = iter(batches)
+    for _ in range(warmup):
+        x, y = next(it)
+        if step:
+            step(x, y)
+    seen, t0 = 0, time.perf_counter()
+    for _ in range(steps):
+        x, y = next(it)
+        if step:
+            step(x, y)
+        seen += len(y)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - t0)
+
+
+def forever(loader):
+    while True:
+        yield from loader
+
+
+def textbook_step(model: nn.Module, device: torch.device):
+    """A training step as course material writes it: NCHW, plain SGD, `.item()` on every step."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    running = [0.0]
+
+    def step(x, y):
+        x, y = x.to(device), y.to(device)
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        running[0] += loss.item()
+    return step
+
+
+def lab_step(model: nn.Module, device: torch.device):
+    """cifar_lab's training step, as in `fit`: channels_last, foreach SGD, no per-step host sync."""
+    opt = make_optimizer(model, "sgd", lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    total = torch.zeros((), device=device)
+
+    def step(x, y):
+        nonlocal total
+        with autocast:
+            loss = loss_fn(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+    return step
+
+
+def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = 128, pipeline_steps: int = 60,
+        train_steps: int = 25, rounds: int = 2, quick: bool = False, verbose: bool = True) -> dict:
+    """Run every measurement and return the results (see module docstring)."""
+    say = print if verbose else (lambda *a, **k: None)
+    device = get_device()
+    try:
+        folder, source = find_cifar10(data_dir, download=False), "CIFAR-10 files in the data folder"
+    except CifarDataError:
+        tmp = Path(tempfile.mkdtemp(prefix="cifar_lab_bench_"))
+        per_batch = 200 if quick else 2000
+        folder, source = make_fake_cifar10(tmp, train_per_batch=per_batch, test_size=100), "synthetic set"
+    say(f"device {device}, {torch.get_num_threads()} threads; data: {source} ({folder})")
+    val_size = 100 if quick else 5000
+    data = load_cifar10(folder.parent, val_size=val_size, download=False)
+    workers = 0 if quick else 2
+    tb_train, _, _ = textbook_loaders(folder.parent, batch_size, num_workers=workers, val_size=val_size,
+                                      download=False)
+    lab_train = data.loader("train", batch_size, device=device, channels_last=True)
+    warm = 1 if quick else 3
+
+    peak = matmul_peak(512 if quick else 2048, 3 if quick else 10, device)
+    say(f"dense fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    result = {"device": str(device), "data": source, "batch_size": batch_size, "matmul_peak_flops": peak,
+              "environment": environment_info(), "pipeline": {}, "train": {}, "train_speedup": {},
+              "peak_fraction": {}, "flops_per_image": {}}
+
+    # 1. the data pipeline alone, interleaved rounds, best of each
+    tb, lab = 0.0, 0.0
+    for _ in range(rounds):
+        tb = max(tb, images_per_second(forever(tb_train), pipeline_steps, warm))
+        lab = max(lab, images_per_second(forever(lab_train), pipeline_steps, warm))
+    result["pipeline"] = {"textbook": tb, "cifar_lab": lab}
+    result["pipeline_speedup"] = lab / tb
+    say(f"data pipeline: textbook {tb:,.0f} img/s, cifar_lab {lab:,.0f} img/s -> {lab / tb:.1f}x")
+
+    # 2. full training steps per model
+    for name in models:
+        set_seed(0)
+        plain = make_model(name).to(device)
+        fast = make_model(name).to(device, memory_format=torch.channels_last)
+        flops = 3 * flops_per_image(plain)  # forward + backward (about twice the forward)
+        tb_step, lab_step_fn = textbook_step(plain, device), lab_step(fast, device)
+        tb, lab = 0.0, 0.0
+        for _ in range(rounds):
+            tb = max(tb, images_per_second(forever(tb_train), train_steps, warm, tb_step))
+            lab = max(lab, images_per_second(forever(lab_train), train_steps, warm, lab_step_fn))
+        result["train"][name] = {"textbook": tb, "cifar_lab": lab}
+        result["train_speedup"][name] = lab / tb
+        result["flops_per_image"][name] = flops
+        result["peak_fraction"][name] = lab * flops / peak
+        result.setdefault("textbook_peak_fraction", {})[name] = tb * flops / peak
+        say(f"{name:8s} training: textbook {tb:,.0f} img/s, cifar_lab {lab:,.0f} img/s -> {lab / tb:.2f}x; "
+            f"{flops / 1e6:.0f} MFLOP/img, {lab * flops / peak:.0%} of matmul peak "
+            f"(textbook {tb * flops / peak:.0%})")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/")
+    parser.add_argument("--models", default="mlp,cnn,resnet9", help="comma-separated model names")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best of each counts")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
+    args = parser.parse_args(argv)
+    kwargs = dict(pipeline_steps=3, train_steps=2, rounds=1) if args.quick else dict(rounds=args.rounds)
+    result = run(args.data_dir, tuple(m.strip() for m in args.models.split(",")), args.batch_size,
+                 quick=args.quick, **kwargs)
+    if args.json:
+        print(f"wrote {save_json(result, args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

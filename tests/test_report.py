@@ -1,0 +1,24 @@
+import json
+
+from cifar_lab import report
+
+
+def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    assert report.main(["--quick", "--only", "00_data_analysis", "--reports", str(reports)]) == 0
+    page = (reports / "00_data_analysis.html").read_text()
+    assert "<nav" in page and "Class distribution" in page and "<img" in page
+    assert "course.start(" not in page  # code hidden
+    before = (reports / "00_data_analysis" / "metrics.json").read_text()
+
+    assert report.main(["--quick", "--only", "00_data_analysis", "-p", "seed", "-1", "--reports", str(reports)]) == 1
+    out = capsys.readouterr().out
+    assert "00_data_analysis FAILED" in out and "seed must be an integer >= 0" in out
+    assert (reports / "00_data_analysis" / "metrics.json").read_text() == before
+    assert (reports / "failed" / "00_data_analysis.ipynb").exists()
+    assert "Failed in the last run" in (reports / "index.html").read_text()
+    assert json.loads((reports / "summary.json").read_text()) == []  # 00 trains no model
+
+
+def test_parameters_are_typed_like_papermill():
+    assert [report.parse_value(v) for v in ("3", "0.1", "True", "None", "ten")] == [3, 0.1, True, None, "ten"]
