@@ -94,7 +94,7 @@ def learning_curves(history: History | dict[str, History], save=None):
     for (name, h), colour in zip(runs.items(), sns.color_palette(n_colors=max(len(runs), 1))):
         label = f"{name} " if name else ""
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            ax.plot(h.epoch, getattr(h, f"train_{key}"), "--", color=colour, label=f"{label}train")
+            ax.plot(h.epoch, getattr(h, f"train_{key}"), "--s", ms=3, color=colour, label=f"{label}train")
             ax.plot(h.epoch, getattr(h, f"val_{key}"), "-o", ms=3, color=colour, label=f"{label}validation")
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
