@@ -34,10 +34,11 @@ def conv_bn(c_in: int, c_out: int, batchnorm: bool = True) -> list[nn.Module]:
 
 
 class CNN(nn.Module):
-    """Three conv blocks (conv-BN-ReLU-maxpool) and a fully connected head with dropout."""
+    """Three conv blocks ((conv-BN-ReLU) x convs_per_block, then max-pool) and an FC head with dropout."""
 
     def __init__(self, num_classes: int = 10,
-                 widths: tuple[int, int, int] = (64, 128, 256),  # channels of the three conv blocks
+                 widths: tuple[int, int, int] = (32, 64, 128),  # channels of the three conv blocks
+                 convs_per_block: int = 2,  # 3x3 conv-BN-ReLU layers before each max-pool
                  fc_width: int = 256,  # width of the hidden FC layer
                  batchnorm: bool = True,
                  conv_dropout: float = 0.0,  # dropout2d probability after each block
@@ -45,7 +46,9 @@ class CNN(nn.Module):
         super().__init__()
         blocks, c_in = [], 3
         for w in widths:
-            blocks += conv_bn(c_in, w, batchnorm) + [nn.MaxPool2d(2)]
+            for i in range(convs_per_block):
+                blocks += conv_bn(c_in if i == 0 else w, w, batchnorm)
+            blocks += [nn.MaxPool2d(2)]
             blocks += [nn.Dropout2d(conv_dropout)] if conv_dropout > 0 else []
             c_in = w
         self.features = nn.Sequential(*blocks)  # (B, 3, 32, 32) -> (B, widths[-1], 4, 4)

@@ -12,7 +12,7 @@ QUICK = dict(batch_size=64, progress=False, verbose=False)
 
 
 def small_cnn():
-    return make_model("cnn", widths=(8, 16, 16), fc_width=32)
+    return make_model("cnn", widths=(8, 16, 16), convs_per_block=1, fc_width=32)
 
 
 def test_a_small_cnn_learns_the_fake_data_above_chance(fake_data):
