@@ -2,8 +2,8 @@
 
 The batch files of the original "python version" are read straight into uint8
 tensors; training batches are then built on the training device, all images of
-a batch at once (crop, flip, cutout, normalisation), with no worker processes
-and no PIL. `textbook_loaders` keeps the usual torchvision Dataset + DataLoader
+a batch at once (crop with black padding and flip as torchvision's RandomCrop and
+RandomHorizontalFlip do, cutout, normalisation), with no worker processes and no PIL. `textbook_loaders` keeps the usual torchvision Dataset + DataLoader
 path for comparison.
 """
 from __future__ import annotations
@@ -261,29 +261,30 @@ def _dump_py2(path: Path, obj: dict) -> None:
 
 def augment(x: torch.Tensor, crop_padding: int = 0, flip: bool = False, cutout: int = 0,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-image random crop (zero padding), horizontal flip and cutout of a float batch (B, C, H, W)."""
+    """Per-image random crop (zero padding), horizontal flip and cutout of a batch (B, C, H, W), any dtype."""
     b, c, h, w = x.shape
     dev = x.device
 
     def rand_int(high: int) -> torch.Tensor:  # (B,) integers in [0, high), from the seeded generator
         return torch.randint(0, high, (b,), generator=generator).to(dev)
 
-    if crop_padding > 0:
+    if crop_padding > 0 or flip:
         p = crop_padding
-        padded = torch.nn.functional.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p); 0 is the mean colour
-        rows = rand_int(2 * p + 1)[:, None] + torch.arange(h, device=dev)  # (B, H)
-        cols = rand_int(2 * p + 1)[:, None] + torch.arange(w, device=dev)  # (B, W)
-        x = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                   rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
-    if flip:
-        mirrored = rand_int(2).bool()[:, None, None, None]
-        x = torch.where(mirrored, x.flip(3), x)
+        dy, dx = rand_int(2 * p + 1), rand_int(2 * p + 1)  # crop offsets; 0 when p == 0
+        ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        cols = torch.where(rand_int(2).bool()[:, None], w - 1 - xs, xs) if flip else xs.expand(b, w)  # (B, W)
+        rows = dy.view(b, 1) + ys  # (B, H), in the padded image
+        cols = dx.view(b, 1) + cols
+        # crop and flip in one gather over the flattened padded images
+        padded = torch.nn.functional.pad(x, (p, p, p, p)).flatten(2)  # (B, C, (H+2p)*(W+2p))
+        index = (rows[:, :, None] * (w + 2 * p) + cols[:, None, :]).view(b, 1, h * w)  # (B, 1, H*W)
+        x = padded.gather(2, index.expand(b, c, h * w)).view(b, c, h, w)
     if cutout > 0:
         cy, cx = rand_int(h)[:, None], rand_int(w)[:, None]  # square centres, (B, 1)
         ys, xs = torch.arange(h, device=dev)[None], torch.arange(w, device=dev)[None]
         in_y = (ys - cy).abs() <= cutout // 2  # (B, H)
         in_x = (xs - cx).abs() <= cutout // 2  # (B, W)
-        x = x * ~(in_y[:, None, :, None] & in_x[:, None, None, :])
+        x = x.masked_fill(in_y[:, None, :, None] & in_x[:, None, None, :], 0)
     return x
 
 
@@ -336,9 +337,10 @@ class DeviceLoader:
         for i in range(len(self)):
             idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
             take = order[idx] if order is not None else idx
-            x = self.normalise(self.images[take])
+            x = self.images[take]  # uint8: augmenting before the float conversion moves 4x fewer bytes
             if self.train:
                 x = augment(x, self.crop_padding, self.flip, self.cutout, self.generator)
+            x = self.normalise(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[take]

@@ -18,6 +18,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -27,6 +28,12 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_json(obj: Any, path: str | Path) -> Path:

@@ -1,4 +1,5 @@
 import math
+import os
 import warnings
 
 import pytest
@@ -128,6 +129,9 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, crash, mode="w")
     assert path.read_text() == "good" and list(tmp_path.iterdir()) == [path]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # a normal file, readable by the group
 
 
 def test_missing_cuda_falls_back_with_a_warning_or_errors_when_insisted(monkeypatch):
