@@ -368,9 +368,9 @@ def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = 128, 
 
     folder = find_cifar10(data_dir, download=download)
     classes = read_classes(folder / META_FILE)
-    labels = torch.cat([read_batch(folder / n)[1] for n in TRAIN_FILES])
-    train_idx, val_idx = split_indices(len(labels), val_size, seed)
-    mean, std = channel_stats(torch.cat([read_batch(folder / n)[0] for n in TRAIN_FILES])[train_idx])
+    batches = [read_batch(folder / n, len(classes)) for n in TRAIN_FILES]
+    train_idx, val_idx = split_indices(sum(len(y) for _, y in batches), val_size, seed)
+    mean, std = channel_stats(torch.cat([x for x, _ in batches])[train_idx])
 
     class ContentCheckedCIFAR10(CIFAR10):
         def _check_integrity(self) -> bool:  # read_batch above checked the content already
