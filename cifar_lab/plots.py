@@ -153,10 +153,14 @@ def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=No
 
 def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, save=None):
     """Bars of one metric per model (rows: dicts with 'model' and the metric), annotated with the values."""
-    fig, ax = _axes(ax, (7, 4))
+    horizontal = len(rows) > 6  # long lists read better as rows
+    fig, ax = _axes(ax, (7, 0.4 * len(rows) + 1) if horizontal else (7, 4))
     names, values = [r["model"] for r in rows], [r[metric] for r in rows]
-    bars = ax.bar(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric)
-    ax.bar_label(bars, fmt="%.3f" if max(values, default=0) <= 1 else "%.0f")
-    ax.set(title=f"{metric} by model", xlabel="model", ylabel=metric)
+    draw = ax.barh if horizontal else ax.bar
+    bars = draw(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric)
+    ax.bar_label(bars, fmt="%.3f" if max(values, default=0) <= 1 else "%.0f", padding=2)
+    ax.set(title=f"{metric} by model", xlabel=metric if horizontal else "model", ylabel="model" if horizontal else metric)
+    if horizontal:
+        ax.invert_yaxis()  # first row on top
     ax.legend()
     return _finish(fig, save)

@@ -101,10 +101,8 @@ def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
     from . import plots
 
     if rows:
-        fig = plots.model_comparison([{"model": f"{r['notebook'][:2]} {r['model']}", "test_acc": r["test_acc"]}
-                                      for r in rows], "test_acc", save=reports / "summary.png")
-        fig.axes[0].tick_params(axis="x", rotation=30)
-        fig.savefig(reports / "summary.png", bbox_inches="tight")
+        plots.model_comparison([{"model": f"{r['notebook'][:2]} {r['model']}", "test_acc": r["test_acc"]}
+                                for r in rows], "test_acc", save=reports / "summary.png")
     save_json(rows, reports / "summary.json")
     links = "".join(f'<li><a href="{p.name}">{p.stem}</a></li>' for p in sorted(reports.glob("[0-9]*.html")))
     head = "".join(f"<th>{k}</th>" for k in (rows[0] if rows else {}))
