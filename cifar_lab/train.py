@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .checks import check_choice, check_float, check_int
 from .data import CIFAR10Data
@@ -227,6 +228,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         restore_best: bool = False,  # load the best epoch's weights at the end
         checkpoint_dir: str | Path | None = None,  # where best.pt, last.pt and history.json go (None: nowhere)
         resume: str | Path | None = None,  # a last.pt to continue from, same schedule
+        ema: float | None = None,  # decay of an exponential moving average of the weights, validated and
+                                   # kept at the end (e.g. 0.99; None: off)
         seed: int = 0,  # seeds shuffling, augmentation and dropout
         device: str | torch.device | None = None,  # None: CUDA, then MPS, then CPU
         channels_last: bool | None = None,  # NHWC memory layout (None: on for conv nets)
@@ -250,6 +253,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     monitor = check_choice("monitor", monitor, MONITORS)
     if early_stopping is not None:
         early_stopping = check_int("early_stopping", early_stopping)
+    if ema is not None:
+        ema = check_float("ema", ema, 0.0, 1.0)
     if not isinstance(data, CIFAR10Data):
         raise TypeError(f"data must be the CIFAR10Data returned by load_cifar10, not {type(data).__name__}")
 
@@ -277,17 +282,25 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     # 4. resume: weights, optimizer, schedule, batch order and history of the last checkpoint
     if resume is not None:
         state = load_checkpoint(resume, model, map_location=device)
+        saved_epochs = state.get("history", {}).get("info", {}).get("params", {}).get("epochs", epochs)
+        if saved_epochs != epochs:
+            raise ValueError(f"{resume} comes from a run of {saved_epochs} epochs; resume it with "
+                             f"epochs={saved_epochs} to continue the same schedule")
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         train_loader.load_state_dict(state["loader"])
         history = History.from_dict(state["history"])
         start, best_score, stale = state["epoch"], state.get("best_score"), state.get("stale", 0)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
+    if averaged is not None and resume is not None and state.get("ema"):
+        averaged.load_state_dict(state["ema"])
+    evaluated = averaged.module if averaged is not None else model  # the weights validated and checkpointed
 
     history.info.update(params=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                     weight_decay=weight_decay, label_smoothing=label_smoothing,
                                     scheduler=scheduler, crop_padding=crop_padding, flip=flip, cutout=cutout,
-                                    early_stopping=early_stopping, monitor=monitor, bf16=bf16),
+                                    early_stopping=early_stopping, monitor=monitor, bf16=bf16, ema=ema),
                         seed=seed, device=str(device), model=_describe(model), data=repr(data),
                         environment=environment_info(), status="running")
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -313,6 +326,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
                 if per_step:
                     sched.step()
                 loss_sum += loss.detach() * len(labels)
@@ -328,7 +343,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                         bar.set_postfix(loss=f"{running:.3f}", acc=f"{correct.item() / seen:.3f}")
 
             # 6. validate, record, checkpoint
-            val_loss, val_acc = loss_and_accuracy(*predict(model, val_loader))
+            val_loss, val_acc = loss_and_accuracy(*predict(evaluated, val_loader))
             if sched is not None and not per_step:
                 sched.step(val_loss) if scheduler == "plateau" else sched.step()
             history.append(epoch=epoch, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
@@ -338,7 +353,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
             improved = best_score is None or better(score, best_score)
             if improved:
                 best_score, stale = score, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in evaluated.state_dict().items()}
             else:
                 stale += 1
             if verbose:
@@ -347,10 +362,11 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                       f"lr {history.lr[-1]:.2e}  {history.seconds[-1]:.1f}s" + ("  *" if improved else ""))
             if out is not None:
                 if improved:
-                    save_checkpoint(out / "best.pt", model, epoch=epoch, best_score=best_score)
+                    save_checkpoint(out / "best.pt", evaluated, epoch=epoch, best_score=best_score)
                 save_checkpoint(out / "last.pt", model, epoch=epoch, best_score=best_score, stale=stale,
                                 optimizer=opt.state_dict(), scheduler=sched.state_dict() if sched else None,
-                                loader=train_loader.state_dict(), history=history.to_dict())
+                                loader=train_loader.state_dict(), history=history.to_dict(),
+                                ema=averaged.state_dict() if averaged is not None else None)
                 history.save(out / "history.json")
             if early_stopping is not None and stale >= early_stopping:
                 history.info["status"] = f"early stopped at epoch {epoch} ({monitor} did not improve " \
@@ -369,7 +385,9 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         raise RuntimeError(f"the GPU ran out of memory with batch_size={batch_size}; try batch_size="
                            f"{max(batch_size // 2, 1)} or a smaller model") from e
 
-    # 7. finish: best weights back if asked, history saved with how the run ended
+    # 7. finish: averaged (then best, if asked) weights into the model, history saved with how the run ended
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
         history.info["restored_best_epoch"] = history.best_epoch if monitor == "val_acc" else \

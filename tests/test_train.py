@@ -145,3 +145,19 @@ def test_missing_cuda_falls_back_with_a_warning_or_errors_when_insisted(monkeypa
         assert get_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="valid: cuda, mps, cpu"):
         get_device("tpu")
+
+
+def test_weight_averaging_is_validated_kept_and_resumed(fake_data, tmp_path):
+    set_seed(0)
+    model = small_cnn()
+    h = fit(model, fake_data, epochs=2, ema=0.9, checkpoint_dir=tmp_path, **QUICK)
+    assert h.info["params"]["ema"] == 0.9
+    # the model ends with the averaged weights, whose validation accuracy is the one recorded
+    assert evaluate(model, fake_data, "val").accuracy == pytest.approx(h.val_acc[-1])
+    assert load_checkpoint(tmp_path / "last.pt")["ema"]["n_averaged"].item() == 2 * 14
+    resumed = fit(small_cnn(), fake_data, epochs=2, ema=0.9, resume=tmp_path / "last.pt", **QUICK)
+    assert resumed.epoch == [1, 2] and resumed.val_acc == h.val_acc  # nothing left to train
+    with pytest.raises(ValueError, match="comes from a run of 2 epochs; resume it with epochs=2"):
+        fit(small_cnn(), fake_data, epochs=3, resume=tmp_path / "last.pt", **QUICK)
+    with pytest.raises(ValueError, match="ema must be a number"):
+        fit(small_cnn(), fake_data, epochs=1, ema=1.5, **QUICK)
