@@ -234,6 +234,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         device: str | torch.device | None = None,  # None: CUDA, then MPS, then CPU
         channels_last: bool | None = None,  # NHWC memory layout (None: on for conv nets)
         bf16: bool | None = None,  # bfloat16 autocast (None: on CUDA, and on CPUs with native bf16)
+        compile: bool = False,  # torch.compile the training forward pass (pays on GPUs, for long runs)
         progress: bool = True,  # tqdm progress bar
         verbose: bool = True,  # one summary line per epoch
         ) -> History:
@@ -292,6 +293,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         train_loader.load_state_dict(state["loader"])
         history = History.from_dict(state["history"])
         start, best_score, stale = state["epoch"], state.get("best_score"), state.get("stale", 0)
+    forward = torch.compile(model) if compile else model  # shares the weights with `model`
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     if averaged is not None and resume is not None and state.get("ema"):
         averaged.load_state_dict(state["ema"])
@@ -300,7 +302,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     history.info.update(params=dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                     weight_decay=weight_decay, label_smoothing=label_smoothing,
                                     scheduler=scheduler, crop_padding=crop_padding, flip=flip, cutout=cutout,
-                                    early_stopping=early_stopping, monitor=monitor, bf16=bf16, ema=ema),
+                                    early_stopping=early_stopping, monitor=monitor, bf16=bf16, ema=ema, compile=compile),
                         seed=seed, device=str(device), model=_describe(model), data=repr(data),
                         environment=environment_info(), status="running")
     out = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -321,7 +323,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
             bar = _progress(train_loader, progress, desc=f"epoch {epoch}/{epochs}", leave=False)
             for step, (images, labels) in enumerate(bar, 1):
                 with autocast:
-                    logits = model(images)
+                    logits = forward(images)
                     loss = criterion(logits, labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

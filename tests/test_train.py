@@ -161,3 +161,10 @@ def test_weight_averaging_is_validated_kept_and_resumed(fake_data, tmp_path):
         fit(small_cnn(), fake_data, epochs=3, resume=tmp_path / "last.pt", **QUICK)
     with pytest.raises(ValueError, match="ema must be a number"):
         fit(small_cnn(), fake_data, epochs=1, ema=1.5, **QUICK)
+
+
+def test_compiled_training_learns(fake_data):
+    set_seed(0)
+    h = fit(make_model("mlp", hidden=(32, 32)), fake_data, epochs=2, lr=1e-3, optimizer="adamw", compile=True,
+            **QUICK)
+    assert h.info["params"]["compile"] is True and h.val_acc[-1] > 0.3
