@@ -104,14 +104,15 @@ def start(notebook: str, params: dict[str, Any]) -> Run:
     params = check_params(dict(params))
     quick = quick_mode(params.get("quick", False))
     output_dir = check_output_dir(params.get("output_dir", f"outputs/{notebook}"))
+    seed = params.get("seed", 0)
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
-        root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{params.get('seed', 0)}"
-        make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=params.get("seed", 0))
-        data = load_cifar10(root, val_size=50, seed=params.get("seed", 0), download=False)
+        root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{seed}"
+        make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=seed)
+        data = load_cifar10(root, val_size=50, seed=seed, download=False)
     else:
-        data = load_cifar10(params.get("data_dir"), seed=params.get("seed", 0))
-    set_seed(params.get("seed", 0))
+        data = load_cifar10(params.get("data_dir"), seed=seed)
+    set_seed(seed)
     return Run(notebook, params, data, output_dir, quick, str(get_device()))
 
 
