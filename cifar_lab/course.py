@@ -21,7 +21,8 @@ QUICK_ENV = "CIFAR_LAB_QUICK"  # "1": every notebook runs in quick mode (CI, nbv
 QUICK_EPOCHS = 1
 
 # name -> check, for the parameters notebooks share (papermill -p may pass any type)
-INTS = {"epochs": 1, "batch_size": 1, "seed": 0, "seeds": 1, "cutout": 0, "patience": 1, "crop_padding": 0}
+INTS = {"epochs": 1, "batch_size": 1, "seed": 0, "seeds": 1, "cutout": 0, "patience": 1, "crop_padding": 0,
+        "convs_per_block": 1, "val_size": 0}
 FLOATS = {"lr": (0.0, None, True), "weight_decay": (0.0, None, False), "label_smoothing": (0.0, 1.0, False),
           "dropout": (0.0, 1.0, False), "fc_dropout": (0.0, 1.0, False), "conv_dropout": (0.0, 1.0, False)}
 BOOLS = ("quick", "flip", "batchnorm", "pretrained", "tta")
@@ -68,7 +69,7 @@ class Run:
             return f"{self.notebook}: full run on {self.data!r}, device {self.device}; results in {self.output_dir}"
         bar = "!" * 78
         return (f"{bar}\n!!  QUICK MODE: synthetic CIFAR-10 look-alike, {QUICK_EPOCHS} epoch(s).\n"
-                f"!!  The numbers below only show that the notebook runs; they say nothing about CIFAR-10.\n"
+                f"!!  The numbers below only show that the code runs; they say nothing about CIFAR-10.\n"
                 f"!!  For real results run with quick=False and ${QUICK_ENV} unset.\n{bar}")
 
     def path(self, name: str) -> Path:
@@ -111,7 +112,7 @@ def start(notebook: str, params: dict[str, Any]) -> Run:
         make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=seed)
         data = load_cifar10(root, val_size=50, seed=seed, download=False)
     else:
-        data = load_cifar10(params.get("data_dir"), seed=seed)
+        data = load_cifar10(params.get("data_dir"), val_size=params.get("val_size", 5000), seed=seed)
     set_seed(seed)
     return Run(notebook, params, data, output_dir, quick, str(get_device()))
 

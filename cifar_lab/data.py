@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import atomic_write
+
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -253,8 +255,8 @@ class _Python2StrPickler(pickle._Pickler):
 
 
 def _dump_py2(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        _Python2StrPickler(f, protocol=2).dump(obj)
+    # atomic: parallel runs (sweeps, torchrun ranks) may write the same synthetic files at once
+    atomic_write(path, lambda f: _Python2StrPickler(f, protocol=2).dump(obj))
 
 
 # ---------------------------------------------------------------- batches on the device
@@ -292,6 +294,8 @@ class DeviceLoader:
     """Batches of normalised float images built on the device from one uint8 tensor held there.
 
     Iterating yields `(images, labels)` like a DataLoader; `len` is the number of batches.
+    In data-parallel training (`world_size` > 1) every rank draws the same seeded order and
+    takes its own share of each batch, so `batch_size` stays the images per optimisation step.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
@@ -303,11 +307,18 @@ class DeviceLoader:
                  seed: int = 0,  # seed of shuffling and augmentation
                  device: str | torch.device = "cpu",
                  channels_last: bool = False,  # yield NHWC-strided batches (faster convolutions)
+                 rank: int = 0,  # this process's rank in data-parallel training
+                 world_size: int = 1,  # processes sharing each batch (train) or the split (evaluation)
                  ):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if train and batch_size % world_size:
+            raise ValueError(f"batch_size={batch_size} (images per step over all processes) must be divisible "
+                             f"by the {world_size} processes; try {batch_size - batch_size % world_size or world_size}")
+        if not train:  # evaluation: each rank takes every world_size-th image, once
+            images, labels = images[rank::world_size], labels[rank::world_size]
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -316,7 +327,8 @@ class DeviceLoader:
         self.batch_size, self.train = batch_size, train
         self.crop_padding, self.flip, self.cutout = crop_padding, flip, cutout
         self.channels_last = channels_last
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0  # passes made so far; with the seed it fixes each pass's order and augmentation
         self.drop_last = train and len(labels) >= batch_size
 
     @property
@@ -333,24 +345,32 @@ class DeviceLoader:
 
     def __iter__(self):
         n = self.dataset_size
-        order = torch.randperm(n, generator=self.generator).to(self.device) if self.train else None
+        # every rank draws the same order (so together they cover each batch once) but its own augmentation
+        order = torch.randperm(n, generator=_generator(self.seed, self.epoch)).to(self.device) if self.train else None
+        augment_generator = _generator(self.seed, self.epoch, self.rank, 1)
+        self.epoch += 1
         for i in range(len(self)):
             idx = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            take = order[idx] if order is not None else idx
+            take = order[idx].tensor_split(self.world_size)[self.rank] if order is not None else idx
             x = self.images[take]  # uint8: augmenting before the float conversion moves 4x fewer bytes
             if self.train:
-                x = augment(x, self.crop_padding, self.flip, self.cutout, self.generator)
+                x = augment(x, self.crop_padding, self.flip, self.cutout, augment_generator)
             x = self.normalise(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[take]
 
     def state_dict(self) -> dict:
-        """The generator's state, so a resumed run draws the same batches."""
-        return {"generator": self.generator.get_state()}
+        """The passes made so far, so a resumed run draws the same batches."""
+        return {"epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+
+
+def _generator(*seeds: int) -> torch.Generator:
+    """A torch generator seeded from several integers (seed, epoch, rank...), well mixed."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(seeds)).generate_state(1, np.uint64)[0]))
 
 
 # ---------------------------------------------------------------- the textbook pipeline

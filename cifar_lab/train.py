@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from . import distributed
 from .checks import check_choice, check_float, check_int
 from .data import CIFAR10Data
-from .evaluate import loss_and_accuracy, predict
+from .evaluate import predict
 from .files import atomic_write, environment_info, load_json, save_json
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -207,6 +208,13 @@ def _progress(iterable, enabled: bool, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _averages(loss_sum, correct, count, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy from sums, the sums added up over all processes first."""
+    totals = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in (loss_sum, correct, count)])
+    loss_sum, correct, count = distributed.all_reduce_sum(totals).tolist()
+    return loss_sum / count, correct / count
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -230,7 +238,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         resume: str | Path | None = None,  # a last.pt to continue from, same schedule
         ema: float | None = None,  # decay of an exponential moving average of the weights, validated and
                                    # kept at the end (e.g. 0.99; None: off)
-        seed: int = 0,  # seeds shuffling, augmentation and dropout
+        seed: int = 0,  # seeds shuffling, augmentation and dropout (dropout: seed + rank under torchrun)
         device: str | torch.device | None = None,  # None: CUDA, then MPS, then CPU
         channels_last: bool | None = None,  # NHWC memory layout (None: on for conv nets)
         bf16: bool | None = None,  # bfloat16 autocast (None: on CUDA, and on CPUs with native bf16)
@@ -243,6 +251,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     Each epoch: shuffle, augment, forward, cross-entropy, backward, optimizer and LR step
     for every batch; then validation loss and accuracy. Ctrl-C / interrupting the kernel
     stops cleanly and returns the history so far (best checkpoint kept).
+    Under torchrun (after `distributed.init_distributed()`) each process trains its share of
+    every batch in DistributedDataParallel; metrics are summed over processes, rank 0 prints and writes.
     """
     # 1. check the parameters before spending any time
     epochs = check_int("epochs", epochs)
@@ -259,16 +269,21 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     if not isinstance(data, CIFAR10Data):
         raise TypeError(f"data must be the CIFAR10Data returned by load_cifar10, not {type(data).__name__}")
 
-    # 2. device, memory layout, data and seeds
-    set_seed(seed)
+    # 2. device, memory layout, data and seeds; under torchrun this rank's device and share of the data
+    rank, world = distributed.rank(), distributed.world_size()
+    progress, verbose = progress and rank == 0, verbose and rank == 0  # one process talks
+    if len(data.val_labels) < world:
+        raise ValueError("the validation split is empty; load the data with val_size > 0")
+    set_seed(seed + rank)
+    if world > 1:
+        device = torch.device("cpu") if str(device) == "cpu" else distributed.rank_device()
     device = get_device(device) if not isinstance(device, torch.device) else device
     channels_last = _uses_conv(model) if channels_last is None else channels_last
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    shard = dict(rank=rank, world_size=world, device=device, channels_last=channels_last)
     train_loader = data.loader("train", batch_size, crop_padding=crop_padding, flip=flip, cutout=cutout,
-                               seed=seed, device=device, channels_last=channels_last)
-    val_loader = data.loader("val", 500, device=device, channels_last=channels_last)
-    if len(val_loader.labels) == 0:
-        raise ValueError("the validation split is empty; load the data with val_size > 0")
+                               seed=seed, **shard)
+    val_loader = data.loader("val", 500, **shard)
     bf16 = bf16_supported(device) if bf16 is None else bf16
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -290,10 +305,13 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
-        train_loader.load_state_dict(state["loader"])
         history = History.from_dict(state["history"])
         start, best_score, stale = state["epoch"], state.get("best_score"), state.get("stale", 0)
-    forward = torch.compile(model) if compile else model  # shares the weights with `model`
+        train_loader.epoch = start  # the batch order and augmentation of the next epoch, as uninterrupted
+        if state.get("rng") is not None:
+            torch.set_rng_state(state["rng"].cpu())
+    forward = distributed.wrap(model, device)  # shares the weights with `model`
+    forward = torch.compile(forward) if compile else forward
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
     if averaged is not None and resume is not None and state.get("ema"):
         averaged.load_state_dict(state["ema"])
@@ -303,13 +321,15 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                                     weight_decay=weight_decay, label_smoothing=label_smoothing,
                                     scheduler=scheduler, crop_padding=crop_padding, flip=flip, cutout=cutout,
                                     early_stopping=early_stopping, monitor=monitor, bf16=bf16, ema=ema, compile=compile),
-                        seed=seed, device=str(device), model=_describe(model), data=repr(data),
+                        seed=seed, device=str(device), processes=world, model=_describe(model), data=repr(data),
                         environment=environment_info(), status="running")
-    out = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    out = Path(checkpoint_dir) if checkpoint_dir is not None and rank == 0 else None
     if verbose:
-        threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-        threads += ", bf16 autocast" if bf16 else ""
-        print(f"Training {type(model).__name__} on {device}{threads}: {len(train_loader.labels):,} images, "
+        where = f"{device}" + (f" x {world} processes ({torch.distributed.get_backend()})" if world > 1 else "")
+        threads = torch.get_num_threads()
+        where += f", {threads} thread{'s' * (threads > 1)}" if device.type == "cpu" else ""
+        where += ", bf16 autocast" if bf16 else ""
+        print(f"Training {type(model).__name__} on {where}: {len(train_loader.labels):,} images, "
               f"{len(train_loader)} steps of {batch_size} per epoch, epochs {start + 1}..{epochs}")
 
     # 5. the loop
@@ -344,11 +364,17 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                     if progress:
                         bar.set_postfix(loss=f"{running:.3f}", acc=f"{correct.item() / seen:.3f}")
 
-            # 6. validate, record, checkpoint
-            val_loss, val_acc = loss_and_accuracy(*predict(evaluated, val_loader))
+            # 6. validate (every rank its share, then summed), record, checkpoint
+            distributed.broadcast_buffers(model)  # ranks saw different batches: all take rank 0's BN statistics
+            if averaged is not None:
+                distributed.broadcast_buffers(averaged)
+            train_loss, train_acc = _averages(loss_sum, correct, seen, device)
+            logits, labels = predict(evaluated, val_loader)
+            val_loss, val_acc = _averages(nn.functional.cross_entropy(logits, labels, reduction="sum"),
+                                          (logits.argmax(1) == labels).sum(), len(labels), device)
             if sched is not None and not per_step:
                 sched.step(val_loss) if scheduler == "plateau" else sched.step()
-            history.append(epoch=epoch, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
+            history.append(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                            val_loss=val_loss, val_acc=val_acc, lr=opt.param_groups[0]["lr"],
                            seconds=time.perf_counter() - t0)
             score = val_acc if monitor == "val_acc" else val_loss
@@ -367,7 +393,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                     save_checkpoint(out / "best.pt", evaluated, epoch=epoch, best_score=best_score)
                 save_checkpoint(out / "last.pt", model, epoch=epoch, best_score=best_score, stale=stale,
                                 optimizer=opt.state_dict(), scheduler=sched.state_dict() if sched else None,
-                                loader=train_loader.state_dict(), history=history.to_dict(),
+                                history=history.to_dict(), rng=torch.get_rng_state(),  # dropout's random stream
                                 ema=averaged.state_dict() if averaged is not None else None)
                 history.save(out / "history.json")
             if early_stopping is not None and stale >= early_stopping:
@@ -397,3 +423,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
     if out is not None:
         history.save(out / "history.json")
     return history
+
+
+if __name__ == "__main__":  # python -m cifar_lab.train ... / torchrun --nproc_per_node=N -m cifar_lab.train ...
+    from cifar_lab.job import main
+    raise SystemExit(main())

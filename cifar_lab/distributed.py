@@ -1,0 +1,103 @@
+"""Data-parallel training with PyTorch's own engine: the process group torchrun describes, and its helpers.
+
+`torchrun --nproc_per_node=N ...` starts N copies of a program and tells each its RANK, WORLD_SIZE,
+LOCAL_RANK and where rank 0 listens. `init_distributed` joins that group (NCCL on CUDA, gloo on CPU);
+`fit` then sees it and trains with `DistributedDataParallel`. Without torchrun every helper here is a
+no-op for a single process, so the same code runs on one device unchanged.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def is_distributed() -> bool:
+    """Whether this process is one rank of an initialised process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """Number of processes training together (1 without a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """True on the one process that prints and writes files (rank 0)."""
+    return rank() == 0
+
+
+def rank_device() -> torch.device:
+    """The device of this rank: its own GPU (by LOCAL_RANK) under NCCL, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def init_distributed(timeout_minutes: float = 30.0,  # how long a rank waits for the others before failing
+                     ) -> bool:
+    """Join the process group that torchrun's environment describes; False (and nothing done) without one."""
+    if is_distributed():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if torch.cuda.is_available():
+        torch.cuda.set_device(rank_device())  # before NCCL starts, so each rank uses its own GPU
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+    return True
+
+
+def close_distributed() -> None:
+    """Leave the process group (if any), so the program exits cleanly."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` in `DistributedDataParallel` under a process group (gradients averaged over ranks), else as is."""
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `values` over all ranks (`values` itself with one process)."""
+    if is_distributed():
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, so all ranks hold one model."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's `obj`, in rank order (`[obj]` with one process)."""
+    if not is_distributed():
+        return [obj]
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj):
+    """Rank 0's `obj` on every rank (a picklable value, such as a folder name)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
