@@ -63,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
     arg("data_dir", help="folder holding cifar-10-batches-py/ (default: $CIFAR_LAB_DATA or ./data)")
     arg("output_dir", help="results folder (default: runs/MODEL_DATE-TIME)")
     arg("resume", action="store_true", help="continue the run in --output-dir from its checkpoints/last.pt")
-    arg("quick", action="store_true", help="tiny synthetic data and 1 epoch: checks that everything runs")
+    arg("quick", action=argparse.BooleanOptionalAction, default=False, help="tiny synthetic data and 1 epoch: checks that everything runs")
     arg("device", help="cuda, mps or cpu (default: the best there is; torchrun: each rank's GPU, or the CPU)")
     return p
 
@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures to files, no window
     args = parser().parse_args(argv)
 
-    @record  # under torchrun, a failing rank's traceback is reported by the launcher
     def run() -> None:
         distributed.init_distributed()
         try:
@@ -156,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             distributed.close_distributed()
 
+    if "TORCHELASTIC_ERROR_FILE" in os.environ:  # under torchrun: the launcher reports a failing rank's traceback
+        run = record(run)
     try:
         run()
     except ValueError as e:  # a bad parameter: the message is enough, no traceback

@@ -152,15 +152,35 @@ def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=No
 
 
 def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, save=None):
-    """Bars of one metric per model (rows: dicts with 'model' and the metric), annotated with the values."""
+    """Bars of one metric per model (rows: dicts with 'model' and the metric), annotated with the values.
+
+    Rows that also hold f"{metric}_std" get error bars of +- one standard deviation.
+    """
     horizontal = len(rows) > 6  # long lists read better as rows
     fig, ax = _axes(ax, (7, 0.4 * len(rows) + 1) if horizontal else (7, 4))
     names, values = [r["model"] for r in rows], [r[metric] for r in rows]
-    draw = ax.barh if horizontal else ax.bar
-    bars = draw(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric)
-    ax.bar_label(bars, fmt="%.3f" if max(values, default=0) <= 1 else "%.0f", padding=2)
+    errors = [r.get(f"{metric}_std") for r in rows]
+    errors = None if all(e is None for e in errors) else np.nan_to_num(np.array(errors, dtype=float))
+    draw, error_key = (ax.barh, "xerr") if horizontal else (ax.bar, "yerr")
+    bars = draw(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric,
+                **({error_key: errors, "capsize": 4} if errors is not None else {}))
+    fmt = "{:.3f}" if max(values, default=0) <= 1 else "{:.0f}"
+    if errors is None:
+        ax.bar_label(bars, fmt=fmt, padding=2)
+    else:  # inside the bars, clear of the error bars
+        ax.bar_label(bars, [f"{fmt.format(v)} ± {fmt.format(e)}" for v, e in zip(values, errors)],
+                     label_type="center", color="white", fontweight="bold")
     ax.set(title=f"{metric} by model", xlabel=metric if horizontal else "model", ylabel="model" if horizontal else metric)
     if horizontal:
         ax.invert_yaxis()  # first row on top
     ax.legend()
+    return _finish(fig, save)
+
+
+def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
+    """Mean +- std of a metric over seeds, one bar per setting and model (a table from `sweep.summarize`)."""
+    rows = [{"model": " ".join(str(x) for x in (r["setting"], r["model"]) if x != ""),
+             metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]} for _, r in table.iterrows()]
+    fig = model_comparison(rows, metric, ax=ax)
+    (ax or fig.axes[0]).set_title(f"{metric}: mean ± std over seeds (n = {', '.join(map(str, sorted(set(table['n']))))})")
     return _finish(fig, save)

@@ -2,8 +2,11 @@
 import json
 from pathlib import Path
 
+import pandas as pd
 import papermill as pm
 import pytest
+
+from cifar_lab import sweep
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -13,8 +16,8 @@ PROMISED = {
     "01_mlp": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "history.csv"],
     "02_cnn": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "predictions.png",
                "misclassified.png", "cnn_vs_mlp.png", "augmented.png"],
-    "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png"],
-    "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png"],
+    "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "sweep_summary.png"],
+    "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png"],
 }
 OVERRIDES = {
     "01_mlp": dict(hidden="64,32", lr=0.003),
@@ -24,15 +27,28 @@ OVERRIDES = {
 }
 
 
+@pytest.fixture(scope="module")
+def sweep_summary(tmp_path_factory):
+    """A summary.csv as `python -m cifar_lab.sweep` writes it: two models over two seeds."""
+    runs = pd.DataFrame([{"run": f"seed={s}", "seed": s, "model": m, "test_acc": acc, "best_val_acc": acc,
+                          "train_seconds": 1.0, "quick": True}
+                         for s, m, acc in [(0, "cnn", 0.8), (1, "cnn", 0.82), (0, "mlp", 0.5), (1, "mlp", 0.54)]])
+    path = tmp_path_factory.mktemp("sweep") / "summary.csv"
+    sweep.summarize(runs).to_csv(path, index=False)
+    return path
+
+
 def execute(name, tmp_path, **params):
     return pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
                                parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
 
 
 @pytest.mark.parametrize("name", list(PROMISED))
-def test_notebook_writes_its_metrics_and_figures(name, tmp_path):
+def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
     out = tmp_path / "out"
-    execute(name, tmp_path, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}))
+    shows_sweeps = name in ("03_regularization", "04_resnet_comparison")
+    executed = execute(name, tmp_path, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}),
+                       **(dict(sweep_summary=str(sweep_summary)) if shows_sweeps else {}))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["quick"] is True and metrics["params"]["seed"] == 1
     assert metrics["environment"]["torch"]
@@ -44,6 +60,9 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path):
         assert list(metrics["models"]) == ["mlp", "cnn"]
     if name == "03_regularization":
         assert len(metrics["multi_seed"]["test_acc"]) == 2
+    if shows_sweeps:  # the sweep's table is displayed, with the quick-mode warning
+        last = "".join(str(o) for o in executed["cells"][-1]["outputs"])
+        assert "0.81" in last and "quick mode" in last
 
 
 @pytest.mark.parametrize("params, message", [

@@ -1,0 +1,267 @@
+"""Many runs as one command: a grid of parameters (seeds, learning rates...) run several at a time,
+each in its own folder, then one table of mean +- std over seeds and a chart.
+
+    python -m cifar_lab.sweep --grid seed 0 1 2 3 4 --grid lr 0.02 0.05 -p model cnn -p epochs 5
+    python -m cifar_lab.sweep --notebook 03_regularization --grid seed 0 1 2 -p epochs 4 -p seeds 1 \\
+        --output-dir runs/sweep_03
+
+Without --notebook each run is `python -m cifar_lab.train` with the run's parameters; with it, papermill
+runs notebooks/NAME.ipynb with them (`-p name value`, typed as papermill types them). Runs go to
+OUTPUT_DIR/<name>/ (name from the grid values) with their log; a run that fails is reported by name and
+the others go on; running the command again skips finished runs and resumes interrupted training runs.
+OUTPUT_DIR/summary.csv (mean, std and count over seeds, per setting and model), runs.csv and summary.png
+collect the results; notebooks 03 and 04 show such a summary.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .files import load_json, save_json
+from .report import ROOT, parse_value
+
+METRICS = ("test_acc", "best_val_acc", "train_seconds")  # averaged over seeds in the summary
+
+
+def expand_grid(grid: dict[str, list], fixed: dict[str, object]) -> list[dict]:
+    """Every combination of the grid's values, each with the fixed parameters, in a stable order."""
+    names = list(grid)
+    return [{**fixed, **dict(zip(names, values))} for values in itertools.product(*(grid[n] for n in names))]
+
+
+def run_name(params: dict, grid: dict[str, list]) -> str:
+    """A folder name from the grid values of one run, such as 'lr=0.05,seed=2'."""
+    text = ",".join(f"{k}={params[k]}" for k in grid) or "run"
+    return re.sub(r"[^A-Za-z0-9=,._+-]", "_", text)
+
+
+def default_jobs() -> int:
+    """Runs at a time: one per GPU, else one per 1 CPU core (each run gets cores // jobs threads)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, os.cpu_count() or 1)
+
+
+def command(params: dict, run_dir: Path, notebook: Path | None) -> list[str]:
+    """The command line of one run: the training entry point, or papermill on a notebook."""
+    if notebook is not None:
+        args = [sys.executable, "-m", "papermill", str(notebook), str(run_dir / notebook.name),
+                "--cwd", str(notebook.parent), "-k", "python3", "--no-progress-bar"]
+        for k, v in {**params, "output_dir": str(run_dir.resolve())}.items():
+            args += ["-p", k, str(v)]
+        return args
+    args = [sys.executable, "-m", "cifar_lab.train", "--output-dir", str(run_dir)]
+    for k, v in params.items():
+        args += [f"--{k}" if v else f"--no-{k}"] if isinstance(v, bool) else [f"--{k}", str(v)]
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        args.append("--resume")  # an interrupted run continues where it stopped
+    return args
+
+
+def check_names(params: dict, notebook: Path | None) -> None:
+    """Refuse parameter names the target does not have, before anything runs."""
+    if notebook is not None:
+        import papermill as pm
+        known = set(pm.inspect_notebook(str(notebook)))
+    else:
+        from .job import parser
+        known = {a.dest for a in parser()._actions} - {"help", "output_dir", "resume"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        target = notebook.name if notebook is not None else "python -m cifar_lab.train"
+        raise ValueError(f"{target} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters: {', '.join(sorted(known))}")
+
+
+def last_error(log: Path) -> str:
+    """The most telling line of a failed run's log (its last error line, else its last line)."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"(Error|Exception|error:)", line)]
+    return (errors or lines or ["(empty log)"])[-1][:300]
+
+
+def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook: Path | None, env: dict) -> dict:
+    """Run one setting in OUT/NAME (log.txt, run.json); a finished run with the same parameters is kept."""
+    run_dir = out / name
+    record_path = run_dir / "run.json"
+    if record_path.exists():
+        record = load_json(record_path)
+        if record.get("status") == "ok" and record.get("params") == params and (run_dir / "metrics.json").exists():
+            return {**record, "skipped": True}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = command(params, run_dir, notebook)
+    record = {"index": index, "name": name, "params": params, "grid": {k: params[k] for k in grid}, "command": args,
+              "status": "running",
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    save_json(record, record_path)
+    t0 = time.perf_counter()
+    with open(run_dir / "log.txt", "w") as log:
+        code = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    ok = code == 0 and (run_dir / "metrics.json").exists()
+    record.update(status="ok" if ok else "failed", returncode=code, seconds=time.perf_counter() - t0)
+    if not ok:
+        record["error"] = last_error(run_dir / "log.txt")
+    save_json(record, record_path)
+    return record
+
+
+def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | None = None,
+              jobs: int = 1) -> list[dict]:
+    """Run every named parameter set, `jobs` at a time; returns their records (status ok/failed)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    slots = list(range(jobs))  # which GPU / share of the CPU a run gets
+    lock, records, done = threading.Lock(), [], [0]
+
+    def work(item: tuple[int, tuple[str, dict]]) -> dict:
+        index, (name, params) = item
+        with lock:
+            slot = slots.pop()
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        try:
+            record = run_one(index, name, params, grid, out, notebook, env)
+        except Exception as e:  # the runner itself failed (disk full...): still report it by name
+            record = {"name": name, "params": params, "status": "failed", "error": repr(e)}
+        with lock:
+            slots.append(slot)
+            records.append(record)
+            done[0] += 1
+            state = "kept (done before)" if record.get("skipped") else record["status"]
+            extra = f": {record['error']}" if record["status"] == "failed" else \
+                f" in {record.get('seconds', 0):.0f} s" if not record.get("skipped") else ""
+            print(f"[{done[0]}/{len(runs)}] {name} {state}{extra}", flush=True)
+            save_json({"notebook": str(notebook) if notebook else None, "runs": records}, out / "sweep.json")
+        return record
+
+    print(f"{len(runs)} runs, {jobs} at a time ({threads} CPU thread{'s' * (threads > 1)} each"
+          f"{f', GPUs {gpus}' if gpus else ''}); results in {out}", flush=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(work, enumerate(runs.items())))
+
+
+def collect(out: str | Path) -> "pd.DataFrame":
+    """One row per finished run and model: the run's grid values, then its metrics."""
+    import pandas as pd
+
+    out, rows = Path(out), []
+    records = sorted(((load_json(p), p) for p in out.glob("*/run.json")),
+                     key=lambda item: (item[0].get("index", 0), str(item[1])))  # in the grid's order
+    for record, record_path in records:
+        metrics_path = record_path.parent / "metrics.json"
+        if record.get("status") != "ok" or not metrics_path.exists():
+            continue
+        metrics = load_json(metrics_path)
+        for model, m in metrics["models"].items():
+            rows.append({"run": record["name"], **record.get("grid", {}), "model": model,
+                         **{k: m.get(k) for k in METRICS}, "quick": metrics.get("quick", False)})
+    return pd.DataFrame(rows)
+
+
+def summarize(runs: "pd.DataFrame", over: str = "seed") -> "pd.DataFrame":
+    """Mean, standard deviation (n-1) and count of each metric over `over`, per setting and model."""
+    import pandas as pd
+
+    if runs.empty:
+        return pd.DataFrame()
+    keys = [c for c in runs.columns if c not in (*METRICS, "run", "quick", over)]
+    table = runs.groupby(keys, sort=False, dropna=False)[list(METRICS)].agg(["mean", "std", "count"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table = table.rename(columns={"test_acc_count": "n"}).drop(columns=["best_val_acc_count", "train_seconds_count"])
+    table["quick"] = runs.groupby(keys, sort=False, dropna=False)["quick"].any()  # synthetic-data runs inside
+    table = table.reset_index()
+    settings = [k for k in keys if k != "model"]
+    table.insert(0, "setting", [", ".join(f"{k}={row[k]}" for k in settings) for _, row in table.iterrows()])
+    return table
+
+
+def load_summary(path: str | Path) -> "pd.DataFrame":
+    """A sweep's summary.csv (or the folder holding it), as a table; a missing file is a plain error."""
+    import pandas as pd
+
+    path = Path(path)
+    path = path / "summary.csv" if path.is_dir() else path
+    if not path.exists():
+        raise FileNotFoundError(f"no sweep summary at {path}: run python -m cifar_lab.sweep first")
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def write_summary(out: Path) -> "pd.DataFrame":
+    """runs.csv, summary.csv and summary.png from the finished runs in `out`; returns the summary."""
+    from . import plots
+    from .files import atomic_write
+
+    runs = collect(out)
+    table = summarize(runs)
+    atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False)), mode="w")
+    atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False)), mode="w")
+    if not table.empty:
+        plots.sweep_summary(table, "test_acc", save=out / "summary.png")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cifar_lab.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter and the values to try (every combination of the grids runs)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a parameter fixed for every run")
+    p.add_argument("--notebook", help="run notebooks/NAME.ipynb with papermill instead of the training entry point")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per GPU, else one per CPU core)")
+    p.add_argument("--output-dir", default=None, help="default: runs/sweep_<notebook or model>")
+    args = p.parse_args(argv)
+
+    grid = {}
+    for name, *values in args.grid:
+        if not values:
+            p.error(f"--grid {name} needs at least one value")
+        grid[name] = [parse_value(v) for v in values]
+    fixed = {k: parse_value(v) for k, v in args.parameter}
+    notebook = None
+    if args.notebook:
+        notebook = ROOT / "notebooks" / f"{Path(args.notebook).stem}.ipynb"
+        if not notebook.exists():
+            p.error(f"no notebook {args.notebook}; valid: "
+                    f"{', '.join(sorted(n.stem for n in (ROOT / 'notebooks').glob('[0-9]*.ipynb')))}")
+    try:
+        check_names({**fixed, **grid}, notebook)
+    except ValueError as e:
+        p.error(str(e))
+    jobs = args.jobs if args.jobs is not None else default_jobs()
+    if jobs < 1:
+        p.error(f"--jobs must be >= 1, got {jobs}")
+    out = Path(args.output_dir or f"runs/sweep_{notebook.stem if notebook else fixed.get('model', 'cnn')}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    runs = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
+    records = run_sweep(runs, grid, out, notebook, jobs)
+    table = write_summary(out)
+    failed = [r for r in records if r["status"] == "failed"]
+    if not table.empty:
+        import pandas as pd
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(table.drop(columns=[c for c in table.columns if c.startswith("train_seconds")]).round(4)
+                  .to_string(index=False))
+    print(f"summary: {out / 'summary.csv'}, {out / 'summary.png'}")
+    if failed:
+        print(f"{len(failed)} of {len(records)} runs FAILED (others kept): " +
+              "; ".join(f"{r['name']} ({r.get('error', '')}) log {out / r['name'] / 'log.txt'}" for r in failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

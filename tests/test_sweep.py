@@ -1,0 +1,77 @@
+"""Sweeps: a grid of runs of the training entry point or of a notebook, then mean +- std over seeds."""
+import json
+
+import pandas as pd
+import pytest
+
+from cifar_lab import sweep
+
+SMALL_CNN = ["-p", "model", "cnn", "-p", "widths", "8,16,16", "-p", "convs_per_block", "1"]
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")  # every run: synthetic data, 1 epoch
+
+
+def test_the_grid_expands_to_every_combination_with_readable_names():
+    grid = {"lr": [0.05, 0.1], "seed": [0, 1, 2]}
+    runs = sweep.expand_grid(grid, {"model": "cnn"})
+    assert len(runs) == 6 and runs[0] == {"model": "cnn", "lr": 0.05, "seed": 0}
+    assert [sweep.run_name(r, grid) for r in runs[:2]] == ["lr=0.05,seed=0", "lr=0.05,seed=1"]
+    assert sweep.run_name({"widths": "8,16/16"}, {"widths": 0}) == "widths=8,16_16"
+
+
+def test_summary_gives_mean_std_and_count_over_seeds_per_setting_and_model():
+    runs = pd.DataFrame([
+        {"run": f"lr={lr},seed={s}", "lr": lr, "seed": s, "model": "cnn", "test_acc": acc,
+         "best_val_acc": acc, "train_seconds": 10.0, "quick": False}
+        for lr, s, acc in [(0.05, 0, 0.80), (0.05, 1, 0.82), (0.05, 2, 0.84), (0.1, 0, 0.70), (0.1, 1, 0.74)]])
+    table = sweep.summarize(runs).set_index("setting")
+    assert list(table.index) == ["lr=0.05", "lr=0.1"]
+    assert table.loc["lr=0.05", "test_acc_mean"] == pytest.approx(0.82)
+    assert table.loc["lr=0.05", "test_acc_std"] == pytest.approx(0.02)  # sample std (n - 1)
+    assert table.loc["lr=0.1", "n"] == 2 and table.loc["lr=0.1", "test_acc_mean"] == pytest.approx(0.72)
+
+
+def test_training_sweep_runs_in_parallel_keeps_good_runs_and_names_the_failed_one(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--grid", "seed", "0", "1", "--grid", "cutout", "0", "-1", *SMALL_CNN, "--jobs", "2",
+            "--output-dir", str(out)]
+    assert sweep.main(args) == 1
+    printed = capsys.readouterr().out
+    assert "2 of 4 runs FAILED" in printed and "seed=0,cutout=-1" in printed
+    assert "cutout must be an integer >= 0" in printed  # the failed run's own message
+    for seed in (0, 1):
+        metrics = json.loads((out / f"seed={seed},cutout=0" / "metrics.json").read_text())
+        assert metrics["params"]["seed"] == seed
+    table = sweep.load_summary(out)
+    accs = [json.loads((out / f"seed={s},cutout=0" / "metrics.json").read_text())["models"]["cnn"]["test_acc"]
+            for s in (0, 1)]
+    assert len(table) == 1 and table.loc[0, "n"] == 2 and table.loc[0, "setting"] == "cutout=0"
+    assert table.loc[0, "test_acc_mean"] == pytest.approx(sum(accs) / 2)
+    assert (out / "summary.png").stat().st_size > 0 and len(pd.read_csv(out / "runs.csv")) == 2
+
+    assert sweep.main(args) == 1  # again: the finished runs are kept, not redone
+    printed = capsys.readouterr().out
+    assert printed.count("kept (done before)") == 2
+
+
+def test_notebook_sweep_runs_papermill_per_seed(tmp_path):
+    out = tmp_path / "sweep"
+    assert sweep.main(["--notebook", "02_cnn", "--grid", "seed", "0", "1", "--jobs", "2",
+                       "--output-dir", str(out)]) == 0
+    assert (out / "seed=1" / "02_cnn.ipynb").exists()  # the executed notebook of each run
+    table = sweep.load_summary(out / "summary.csv")
+    assert table.loc[0, "model"] == "cnn" and table.loc[0, "n"] == 2
+
+
+def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--grid", "lrr", "0.1", "--output-dir", str(tmp_path)])
+    assert "has no parameter 'lrr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sweep.main(["--notebook", "03_regularization", "-p", "model", "cnn", "--output-dir", str(tmp_path)])
+    assert "03_regularization.ipynb has no parameter 'model'" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="run python -m cifar_lab.sweep first"):
+        sweep.load_summary(tmp_path / "nothing")
