@@ -30,6 +30,17 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
+def local_rank() -> int:
+    """This process's rank on its own machine (torchrun's LOCAL_RANK; 0 without one)."""
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing with one process)."""
+    if is_distributed():
+        dist.barrier()
+
+
 def is_main() -> bool:
     """True on the one process that prints and writes files (rank 0)."""
     return rank() == 0
@@ -38,7 +49,7 @@ def is_main() -> bool:
 def rank_device() -> torch.device:
     """The device of this rank: its own GPU (by LOCAL_RANK) under NCCL, else the CPU."""
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", local_rank())
     return torch.device("cpu")
 
 

@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     arg("pretrained", action=argparse.BooleanOptionalAction, default=None, help="ImageNet weights (torchvision_resnet18)")
     arg("seed", type=int, default=0, help="seeds the split, initial weights, batch order and augmentation")
     arg("val_size", type=int, default=5000, help="training images held out for validation (default 5000)")
-    arg("data_dir", help="folder holding cifar-10-batches-py/ (default: $CIFAR_LAB_DATA or ./data)")
+    arg("data_dir", help="folder holding cifar-10-batches-py/ (default: $CIFAR_LAB_DATA, else data/ of the checkout)")
     arg("output_dir", help="results folder (default: runs/MODEL_DATE-TIME)")
     arg("resume", action="store_true", help="continue the run in --output-dir from its checkpoints/last.pt")
     arg("quick", action=argparse.BooleanOptionalAction, default=False, help="tiny synthetic data and 1 epoch: checks that everything runs")
@@ -109,8 +109,12 @@ def run_training(args: argparse.Namespace) -> dict:
         raise ValueError(f"{output_dir} already holds a finished run ({finished.name}); choose another "
                          f"--output-dir, or delete it to run again")
     checked = {k: v for k, v in {**fit_kw, **options}.items() if k not in ("hidden", "widths")}
+    if distributed.local_rank() != 0:
+        distributed.barrier()  # let each machine's first rank download the data alone
     run = course.start(f"train_{args.model}", {**checked, "quick": args.quick, "data_dir": args.data_dir,
                                                "val_size": args.val_size, "output_dir": output_dir})
+    if distributed.local_rank() == 0:
+        distributed.barrier()
     fit_kw["epochs"] = run.params["epochs"]  # quick mode caps it
     tta = args.tta if args.tta is not None else args.model != "mlp"
     if distributed.is_main():

@@ -43,13 +43,18 @@ def run_name(params: dict, grid: dict[str, list]) -> str:
     return re.sub(r"[^A-Za-z0-9=,._+-]", "_", text)
 
 
-def default_jobs() -> int:
-    """Runs at a time: one per GPU, else one per 1 CPU core (each run gets cores // jobs threads)."""
+def default_jobs(gib_per_run: float = 4.0,  # peak memory of one run (the CNN measured 3.3 GiB)
+                 ) -> int:
+    """Runs at a time: one per GPU, else one per CPU core, as far as the memory holds them."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()
-    return max(1, os.cpu_count() or 1)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (AttributeError, ValueError, OSError):  # not Linux/macOS
+        memory = gib_per_run
+    return max(1, min(os.cpu_count() or 1, int(memory // gib_per_run)))
 
 
 def command(params: dict, run_dir: Path, notebook: Path | None) -> list[str]:
@@ -221,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter fixed for every run")
     p.add_argument("--notebook", help="run notebooks/NAME.ipynb with papermill instead of the training entry point")
-    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per GPU, else one per CPU core)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per GPU, else one per CPU core, "
+                   "at most one per 4 GiB of memory)")
     p.add_argument("--output-dir", default=None, help="default: runs/sweep_<notebook or model>")
     args = p.parse_args(argv)
 

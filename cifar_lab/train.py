@@ -310,6 +310,8 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
         train_loader.epoch = start  # the batch order and augmentation of the next epoch, as uninterrupted
         if state.get("rng") is not None:
             torch.set_rng_state(state["rng"].cpu())
+        if state.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
     forward = distributed.wrap(model, device)  # shares the weights with `model`
     forward = torch.compile(forward) if compile else forward
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
@@ -394,6 +396,7 @@ def fit(model: nn.Module, data: CIFAR10Data, epochs: int = 10,
                 save_checkpoint(out / "last.pt", model, epoch=epoch, best_score=best_score, stale=stale,
                                 optimizer=opt.state_dict(), scheduler=sched.state_dict() if sched else None,
                                 history=history.to_dict(), rng=torch.get_rng_state(),  # dropout's random stream
+                                cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                                 ema=averaged.state_dict() if averaged is not None else None)
                 history.save(out / "history.json")
             if early_stopping is not None and stale >= early_stopping:
