@@ -127,6 +127,10 @@ def run_training(args: argparse.Namespace) -> dict:
     last = run.path("checkpoints") / "last.pt"
     history = fit(model, run.data, **fit_kw, checkpoint_dir=run.path("checkpoints"), device=args.device,
                   resume=last if args.resume and last.exists() else None)
+    if history.info["status"].startswith("interrupted"):  # unfinished: no metrics.json, checkpoints kept
+        if distributed.is_main():
+            print(f"Not finished: to continue, run the same command with --resume --output-dir {run.output_dir}")
+        raise KeyboardInterrupt
 
     # 3. test on every rank (they hold one model, so they must agree), rank 0 writes
     result = evaluate(model, run.data, "test", tta=tta)
@@ -165,4 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         run()
     except ValueError as e:  # a bad parameter: the message is enough, no traceback
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        return 130  # the shell's code for an interrupted command
     return 0

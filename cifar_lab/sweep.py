@@ -254,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     runs = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
-    records = run_sweep(runs, grid, out, notebook, jobs)
+    try:
+        records = run_sweep(runs, grid, out, notebook, jobs)
+    except KeyboardInterrupt:
+        print("Interrupted: finished runs are kept; run the same command again to finish the others "
+              "(interrupted training runs resume from their checkpoints)")
+        write_summary(out)
+        return 130
     table = write_summary(out)
     failed = [r for r in records if r["status"] == "failed"]
     if not table.empty:

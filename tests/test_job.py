@@ -46,3 +46,27 @@ def test_python_dash_m_cifar_lab_train_is_the_entry_point(tmp_path):
     done = subprocess.run([sys.executable, "-m", "cifar_lab.train", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--batch-size" in done.stdout and "torchrun" in done.stdout
     assert "RuntimeWarning" not in done.stderr
+
+
+def test_an_interrupted_run_writes_no_metrics_and_resumes_to_the_end(tmp_path, monkeypatch, fake_root):
+    from cifar_lab import models
+    forward, calls = models.CNN.forward, []
+
+    def interrupted_forward(self, x):  # Ctrl-C early in epoch 2 (7 training + 1 validation passes per epoch)
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return forward(self, x)
+
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "")
+    out = tmp_path / "run"
+    args = ["--widths", "8,16,16", "--epochs", "2", "--data-dir", str(fake_root), "--val-size", "100",
+            "--output-dir", str(out)]
+    monkeypatch.setattr(models.CNN, "forward", interrupted_forward)
+    assert job.main(args) == 130
+    assert not (out / "metrics.json").exists()  # not finished: a sweep will run it again
+    assert (out / "checkpoints" / "last.pt").exists()
+    monkeypatch.setattr(models.CNN, "forward", forward)
+    assert job.main([*args, "--resume"]) == 0
+    history = json.loads((out / "metrics.json").read_text())["models"]["cnn"]["history"]
+    assert history["epoch"] == [1, 2] and history["info"]["status"] == "completed"
