@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     arg("data_dir", help="folder holding cifar-10-batches-py/ (default: $CIFAR_LAB_DATA, else data/ of the checkout)")
     arg("output_dir", help="results folder (default: runs/MODEL_DATE-TIME)")
     arg("resume", action="store_true", help="continue the run in --output-dir from its checkpoints/last.pt")
-    arg("quick", action=argparse.BooleanOptionalAction, default=False, help="tiny synthetic data and 1 epoch: checks that everything runs")
+    arg("quick", action=argparse.BooleanOptionalAction, default=False,
+        help="tiny synthetic data and 1 epoch: checks that everything runs")
     arg("device", help="cuda, mps or cpu (default: the best there is; torchrun: each rank's GPU, or the CPU)")
     return p
 
@@ -138,8 +139,9 @@ def run_training(args: argparse.Namespace) -> dict:
     if not distributed.is_main():
         return {}
     history.save(run.path("history.csv"))
-    plots.learning_curves(history, save=run.path("learning_curves.png"))
-    plots.confusion_matrix(result, save=run.path("confusion_matrix.png"))
+    for fig in (plots.learning_curves(history, save=run.path("learning_curves.png")),
+                plots.confusion_matrix(result, save=run.path("confusion_matrix.png"))):
+        plots.plt.close(fig)  # saved; a command line shows no window
     metrics = run.record(args.model, model, history, result, tta=tta, processes=distributed.world_size(),
                          test_acc_by_rank=by_rank, model_options=options, fit_options=fit_kw)
     if len(set(by_rank)) > 1:

@@ -43,7 +43,7 @@ def run_name(params: dict, grid: dict[str, list]) -> str:
     return re.sub(r"[^A-Za-z0-9=,._+-]", "_", text)
 
 
-def default_jobs(gib_per_run: float = 4.0,  # peak memory of one run (the CNN measured 3.3 GiB)
+def default_jobs(gib_per_run: float = 2.0,  # memory of one run (a CNN run peaks at 1.4 GiB on the CPU)
                  ) -> int:
     """Runs at a time: one per GPU, else one per CPU core, as far as the memory holds them."""
     import torch
@@ -80,7 +80,7 @@ def check_names(params: dict, notebook: Path | None) -> None:
         known = set(pm.inspect_notebook(str(notebook)))
     else:
         from .job import parser
-        known = {a.dest for a in parser()._actions} - {"help", "output_dir", "resume"}
+        known = set(vars(parser().parse_args([]))) - {"output_dir", "resume"}  # every option's name
     unknown = sorted(set(params) - known)
     if unknown:
         target = notebook.name if notebook is not None else "python -m cifar_lab.train"
@@ -99,15 +99,18 @@ def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook
     """Run one setting in OUT/NAME (log.txt, run.json); a finished run with the same parameters is kept."""
     run_dir = out / name
     record_path = run_dir / "run.json"
-    if record_path.exists():
-        record = load_json(record_path)
-        if record.get("status") == "ok" and record.get("params") == params and (run_dir / "metrics.json").exists():
-            return {**record, "skipped": True}
+    if record_path.exists() and (run_dir / "metrics.json").exists():
+        earlier = load_json(record_path)
+        if earlier.get("status") == "ok" and earlier.get("params") == params:
+            return {**earlier, "skipped": True}
+        if earlier.get("status") == "ok":  # never overwrite a finished run made with other parameters
+            return {"name": name, "params": params, "status": "failed",
+                    "error": f"{run_dir} holds a finished run with other parameters ({earlier.get('params')}); "
+                             f"use another --output-dir"}
     run_dir.mkdir(parents=True, exist_ok=True)
     args = command(params, run_dir, notebook)
-    record = {"index": index, "name": name, "params": params, "grid": {k: params[k] for k in grid}, "command": args,
-              "status": "running",
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    record = {"index": index, "name": name, "params": params, "grid": {k: params[k] for k in grid},
+              "command": args, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     save_json(record, record_path)
     t0 = time.perf_counter()
     with open(run_dir / "log.txt", "w") as log:
@@ -214,7 +217,7 @@ def write_summary(out: Path) -> "pd.DataFrame":
     atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False)), mode="w")
     atomic_write(out / "summary.csv", lambda f: f.write(table.to_csv(index=False)), mode="w")
     if not table.empty:
-        plots.sweep_summary(table, "test_acc", save=out / "summary.png")
+        plots.plt.close(plots.sweep_summary(table, "test_acc", save=out / "summary.png"))
     return table
 
 
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a parameter fixed for every run")
     p.add_argument("--notebook", help="run notebooks/NAME.ipynb with papermill instead of the training entry point")
     p.add_argument("--jobs", type=int, default=None, help="runs at a time (default: one per GPU, else one per CPU core, "
-                   "at most one per 4 GiB of memory)")
+                   "at most one per 2 GiB of memory)")
     p.add_argument("--output-dir", default=None, help="default: runs/sweep_<notebook or model>")
     args = p.parse_args(argv)
 

@@ -56,6 +56,10 @@ def test_training_sweep_runs_in_parallel_keeps_good_runs_and_names_the_failed_on
     printed = capsys.readouterr().out
     assert printed.count("kept (done before)") == 2
 
+    assert sweep.main([*args, "-p", "lr", "0.01"]) == 1  # other parameters, same folder: refused, kept
+    assert "holds a finished run with other parameters" in capsys.readouterr().out
+    assert json.loads((out / "seed=0,cutout=0" / "metrics.json").read_text())["params"]["lr"] == 0.05
+
 
 def test_notebook_sweep_runs_papermill_per_seed(tmp_path):
     out = tmp_path / "sweep"
