@@ -335,6 +335,7 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0  # passes made so far; with the seed it fixes each pass's order and augmentation
+                        # (a resumed run sets it to the epochs already done)
         self.drop_last = train and len(labels) >= batch_size
 
     @property
@@ -365,13 +366,6 @@ class DeviceLoader:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[take]
-
-    def state_dict(self) -> dict:
-        """The passes made so far, so a resumed run draws the same batches."""
-        return {"epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = state["epoch"]
 
 
 def _generator(*seeds: int) -> torch.Generator:

@@ -186,10 +186,11 @@ def summarize(runs: "pd.DataFrame", over: str = "seed") -> "pd.DataFrame":
     if runs.empty:
         return pd.DataFrame()
     keys = [c for c in runs.columns if c not in (*METRICS, "run", "quick", over)]
-    table = runs.groupby(keys, sort=False, dropna=False)[list(METRICS)].agg(["mean", "std", "count"])
+    groups = runs.groupby(keys, sort=False, dropna=False)
+    table = groups[list(METRICS)].agg(["mean", "std", "count"])
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table = table.rename(columns={"test_acc_count": "n"}).drop(columns=["best_val_acc_count", "train_seconds_count"])
-    table["quick"] = runs.groupby(keys, sort=False, dropna=False)["quick"].any()  # synthetic-data runs inside
+    table["quick"] = groups["quick"].any()  # synthetic-data runs inside
     table = table.reset_index()
     settings = [k for k in keys if k != "model"]
     table.insert(0, "setting", [", ".join(f"{k}={row[k]}" for k in settings) for _, row in table.iterrows()])
