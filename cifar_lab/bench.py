@@ -17,10 +17,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import CifarDataError, find_cifar10, load_cifar10, make_fake_cifar10, textbook_loaders
+from . import devices
+from .data import META_FILE, TRAIN_FILES, CifarDataError, channel_stats, find_cifar10, load_cifar10, read_batch, \
+    read_classes, split_indices
+from .fake import make_fake_cifar10
 from .files import environment_info, save_json
 from .models import flops_per_image, make_model
-from .train import bf16_supported, get_device, make_optimizer, set_seed
+from .optim import make_optimizer
+from .options import defaults
+from .training import train_step
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu"),
@@ -31,13 +36,13 @@ def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.d
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        devices.synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n ** 3 / best
 
 
-def images_per_second(batches, steps: int, warmup: int, step=None) -> float:
+def images_per_second(batches, steps: int, warmup: int, step=None,
+                      device: torch.device = torch.device("cpu")) -> float:
     """Images/s over `steps` batches after `warmup` untimed ones; `step(images, labels)` runs on each."""
     it = iter(batches)
     for _ in range(warmup):
@@ -50,8 +55,7 @@ def images_per_second(batches, steps: int, warmup: int, step=None) -> float:
         if step:
             step(x, y)
         seen += len(y)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    devices.synchronize(device)
     return seen / (time.perf_counter() - t0)
 
 
@@ -77,28 +81,57 @@ def textbook_step(model: nn.Module, device: torch.device):
 
 
 def lab_step(model: nn.Module, device: torch.device):
-    """cifar_lab's training step, as in `fit`: channels_last, bf16 where native, foreach SGD, no per-step sync."""
-    opt = make_optimizer(model, "sgd", lr=0.01)
+    """cifar_lab's training step, `fit`'s own `train_step`: channels_last, bf16 where native, foreach SGD."""
+    opt = make_optimizer(model, {**defaults(), "lr": 0.01})
     loss_fn = nn.CrossEntropyLoss()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_supported(device))
-    total = torch.zeros((), device=device)
+    precision = devices.precision_for(device)
+    autocast, scaler = devices.autocast(device, precision), devices.grad_scaler(device, precision)
+    return lambda x, y: train_step(model, x, y, loss_fn, opt, autocast, scaler)
 
-    def step(x, y):
-        nonlocal total
-        with autocast:
-            loss = loss_fn(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.detach()
-    return step
+
+def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = 128, num_workers: int = 2,
+                     val_size: int = 5000, seed: int = 0, download: bool = True):
+    """The usual course-material path: torchvision `CIFAR10` + PIL transforms + `DataLoader`.
+
+    Returns (train_loader, val_loader, test_loader). The files are checked by content
+    (as in `load_cifar10`) instead of by md5, so that an equivalent copy loads too.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import transforms
+    from torchvision.datasets import CIFAR10
+
+    folder = find_cifar10(data_dir, download=download)
+    classes = read_classes(folder / META_FILE)
+    batches = [read_batch(folder / n, len(classes)) for n in TRAIN_FILES]
+    train_idx, val_idx = split_indices(sum(len(y) for _, y in batches), val_size, seed)
+    mean, std = channel_stats(torch.cat([x for x, _ in batches])[train_idx])
+
+    class ContentCheckedCIFAR10(CIFAR10):
+        def _check_integrity(self) -> bool:  # read_batch above checked the content already
+            return True
+
+        def _load_meta(self) -> None:
+            self.classes = classes
+            self.class_to_idx = {c: i for i, c in enumerate(classes)}
+
+    normalise = transforms.Normalize(mean.tolist(), std.tolist())
+    train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(), normalise])
+    eval_tf = transforms.Compose([transforms.ToTensor(), normalise])
+    root = str(folder.parent)
+    train_set = Subset(ContentCheckedCIFAR10(root, train=True, transform=train_tf), train_idx.tolist())
+    val_set = Subset(ContentCheckedCIFAR10(root, train=True, transform=eval_tf), val_idx.tolist())
+    test_set = ContentCheckedCIFAR10(root, train=False, transform=eval_tf)
+    kw = dict(batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return (DataLoader(train_set, shuffle=True, drop_last=True, **kw),
+            DataLoader(val_set, shuffle=False, **kw), DataLoader(test_set, shuffle=False, **kw))
 
 
 def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = 128, pipeline_steps: int = 60,
         train_steps: int = 25, rounds: int = 2, quick: bool = False, verbose: bool = True) -> dict:
     """Run every measurement and return the results (see module docstring)."""
     say = print if verbose else (lambda *a, **k: None)
-    device = get_device()
+    device = devices.get_device()
     try:
         folder, source = find_cifar10(data_dir, download=False), "CIFAR-10 files in the data folder"
     except CifarDataError:
@@ -111,11 +144,12 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = 128, 
     workers = 0 if quick else 2
     tb_train, _, _ = textbook_loaders(folder.parent, batch_size, num_workers=workers, val_size=val_size,
                                       download=False)
-    lab_train = data.loader("train", batch_size, device=device, channels_last=True)
+    layout = devices.use_channels_last(device.type, has_conv=True)
+    lab_train = data.loader("train", batch_size, device=device, channels_last=layout)
     warm = 1 if quick else 3
 
     peak = matmul_peak(512 if quick else 2048, 3 if quick else 10, device)
-    bf16 = bf16_supported(device)
+    bf16 = devices.precision_for(device) == "bf16"
     peak_bf16 = matmul_peak(512 if quick else 2048, 3 if quick else 10, device, torch.bfloat16) if bf16 else None
     say(f"dense matmul peak: fp32 {peak / 1e9:.1f} GFLOP/s" + (f", bf16 {peak_bf16 / 1e9:.1f} GFLOP/s" if bf16 else ""))
     result = {"device": str(device), "data": source, "batch_size": batch_size, "matmul_peak_flops": peak,
@@ -126,23 +160,23 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = 128, 
     # 1. the data pipeline alone, interleaved rounds, best of each
     tb, lab = 0.0, 0.0
     for _ in range(rounds):
-        tb = max(tb, images_per_second(forever(tb_train), pipeline_steps, warm))
-        lab = max(lab, images_per_second(forever(lab_train), pipeline_steps, warm))
+        tb = max(tb, images_per_second(forever(tb_train), pipeline_steps, warm, device=device))
+        lab = max(lab, images_per_second(forever(lab_train), pipeline_steps, warm, device=device))
     result["pipeline"] = {"textbook": tb, "cifar_lab": lab}
     result["pipeline_speedup"] = lab / tb
     say(f"data pipeline: textbook {tb:,.0f} img/s, cifar_lab {lab:,.0f} img/s -> {lab / tb:.1f}x")
 
     # 2. full training steps per model
     for name in models:
-        set_seed(0)
+        devices.set_seed(0)
         plain = make_model(name).to(device)
-        fast = make_model(name).to(device, memory_format=torch.channels_last)
+        fast = make_model(name).to(device, memory_format=torch.channels_last if layout else torch.preserve_format)
         flops = 3 * flops_per_image(plain)  # forward + backward (about twice the forward)
         tb_step, lab_step_fn = textbook_step(plain, device), lab_step(fast, device)
         tb, lab = 0.0, 0.0
         for _ in range(rounds):
-            tb = max(tb, images_per_second(forever(tb_train), train_steps, warm, tb_step))
-            lab = max(lab, images_per_second(forever(lab_train), train_steps, warm, lab_step_fn))
+            tb = max(tb, images_per_second(forever(tb_train), train_steps, warm, tb_step, device))
+            lab = max(lab, images_per_second(forever(lab_train), train_steps, warm, lab_step_fn, device))
         result["train"][name] = {"textbook": tb, "cifar_lab": lab}
         result["train_speedup"][name] = lab / tb
         result["flops_per_image"][name] = flops

@@ -1,4 +1,10 @@
-"""The plumbing every notebook shares: parameter checks, quick mode, data, and saving results."""
+"""The plumbing every notebook shares: its parameters checked, quick mode, its own output folder, the
+data, and its results saved as it goes.
+
+A notebook's first code cell is `run = course.start("02_cnn", globals(), recipe="cnn")`: the
+parameters cell's values (and papermill's) are read from the notebook's globals and checked against
+`options.ALL`, so a misspelt name stops the notebook at once.
+"""
 from __future__ import annotations
 
 import os
@@ -10,49 +16,42 @@ from typing import Any
 
 from torch import nn
 
-from .checks import check_bool, check_data_dir, check_float, check_int, check_output_dir
-from .data import CIFAR10Data, load_cifar10, make_fake_cifar10
+from . import runs
+from .data import CIFAR10Data, load_cifar10
+from .devices import get_device, set_seed
 from .evaluate import EvalResult
+from .fake import make_fake_cifar10
 from .files import environment_info, save_json
+from .history import History
 from .models import count_parameters, flops_per_image
-from .train import History, get_device, set_seed
+from .options import ALL, TRAINING, check
+from .recipes import get_recipe, training_options
 
-QUICK_ENV = "CIFAR_LAB_QUICK"  # "1": every notebook runs in quick mode (CI, nbval)
+QUICK_ENV = "CIFAR_LAB_QUICK"  # "1": every notebook runs in quick mode (CI, the browser test)
 QUICK_EPOCHS = 1
-
-# name -> check, for the parameters notebooks share (papermill -p may pass any type)
-INTS = {"epochs": 1, "batch_size": 1, "seed": 0, "seeds": 1, "cutout": 0, "patience": 1, "crop_padding": 0,
-        "convs_per_block": 1, "val_size": 0}
-FLOATS = {"lr": (0.0, None, True), "weight_decay": (0.0, None, False), "label_smoothing": (0.0, 1.0, False),
-          "dropout": (0.0, 1.0, False), "fc_dropout": (0.0, 1.0, False), "conv_dropout": (0.0, 1.0, False)}
-BOOLS = ("quick", "flip", "batchnorm", "pretrained", "tta")
-WIDTHS = {"hidden": 2, "widths": 3}  # comma-separated layer widths
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def quick_mode(quick: bool = False) -> bool:
-    """True if asked for, or if $CIFAR_LAB_QUICK is 1/true/yes."""
-    return bool(quick) or os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes")
+    """True if asked for, or if $CIFAR_LAB_QUICK is 1/true/yes/on; another value there is an error."""
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"${QUICK_ENV} must be one of {', '.join(repr(v) for v in _TRUE + _FALSE[1:])}, "
+                         f"got {value!r}")
+    return bool(quick) or value in _TRUE
 
 
-def check_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Check the notebook parameters whose names it knows; a ValueError says what is allowed."""
-    for name, value in params.items():
-        if name in INTS:
-            check_int(name, value, INTS[name])
-        elif name in FLOATS:
-            low, high, strict = FLOATS[name]
-            check_float(name, value, low, high, strict)
-        elif name in BOOLS:
-            check_bool(name, value)
-        elif name in WIDTHS:
-            parse_widths(name, value, WIDTHS[name])
-    check_data_dir(params.get("data_dir"))
-    return params
+def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameters among a notebook's globals: every public name bound to a number, text, bool or None."""
+    if "__name__" not in namespace:  # already a dict of parameters
+        return dict(namespace)
+    return {k: v for k, v in namespace.items()
+            if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
 
 
 @dataclass
 class Run:
-    """One notebook run: its checked parameters, data, output folder, and the metrics saved so far."""
+    """One notebook (or command) run: checked parameters, data, its own output folder, metrics so far."""
 
     notebook: str
     params: dict
@@ -60,17 +59,21 @@ class Run:
     output_dir: Path
     quick: bool
     device: str
+    training: dict = field(default_factory=dict)  # every option `fit` gets, for `fit(model, data, **run.training)`
     metrics: dict = field(default_factory=dict)  # per trained model
     extra: dict = field(default_factory=dict)  # anything else worth keeping (saved at the top level)
 
     @property
     def banner(self) -> str:
+        where = f"results in {self.output_dir}"
         if not self.quick:
-            return f"{self.notebook}: full run on {self.data!r}, device {self.device}; results in {self.output_dir}"
+            return f"{self.notebook}: {self.data.describe()}; device {self.device}; {where}"
         bar = "!" * 78
-        return (f"{bar}\n!!  QUICK MODE: synthetic CIFAR-10 look-alike, {QUICK_EPOCHS} epoch(s).\n"
-                f"!!  The numbers below only show that the code runs; they say nothing about CIFAR-10.\n"
-                f"!!  For real results run with quick=False and ${QUICK_ENV} unset.\n{bar}")
+        used = ", ".join(f"{k}={v}" for k, v in self.params.items() if k in ("epochs", "seeds", "train_size"))
+        return (f"{bar}\n!!  QUICK MODE: {self.data.describe()}\n"
+                f"!!  run with {used or 'epochs=1'}. The numbers below only show that the code runs;\n"
+                f"!!  they say nothing about CIFAR-10. For real results: quick=False and ${QUICK_ENV} unset.\n"
+                f"!!  {where}\n{bar}")
 
     def path(self, name: str) -> Path:
         """A file in this run's output folder (for figures: `run.path('curves.png')`)."""
@@ -95,32 +98,62 @@ class Run:
     def save(self) -> Path:
         """Write metrics.json: every model's numbers plus parameters, data, device and versions."""
         return save_json({"notebook": self.notebook, "quick": self.quick, "params": self.params,
-                          "data": repr(self.data), "device": self.device, "environment": environment_info(),
+                          "data": self.data.describe(), "device": self.device, "environment": environment_info(),
                           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), **self.extra, "models": self.metrics},
                          self.path("metrics.json"))
 
 
-def start(notebook: str, params: dict[str, Any]) -> Run:
-    """Check a notebook's parameters, seed, pick the device, load the data (synthetic in quick mode)."""
-    params = check_params(dict(params))
+def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *, resume: bool = False,
+          claim: bool = True) -> Run:
+    """Check a notebook's parameters, take a fresh output folder, seed, pick the device, load the data."""
+    params = check(notebook_parameters(namespace), ALL)
     quick = quick_mode(params.get("quick", False))
-    output_dir = check_output_dir(params.get("output_dir", f"outputs/{notebook}"))
-    seed = params.get("seed", 0)
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
+    training = training_options(get_recipe(recipe), **_training(params)) if recipe else \
+        {**training_options_defaults(), **_training(params)}
+    output_dir = _output_folder(notebook, params, quick, training, resume) if claim else None
+    seed = params.get("seed", 0)
+    data = _load(params, quick, seed)
+    set_seed(seed)
+    return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
+
+
+def training_options_defaults() -> dict:
+    """`fit`'s defaults (a notebook without a recipe starts from these)."""
+    return {name: option.default for name, option in TRAINING.items()}
+
+
+def _training(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k in TRAINING}
+
+
+def _output_folder(notebook: str, params: dict, quick: bool, training: dict, resume: bool) -> Path:
+    """The run's own folder: output_dir if given (new or empty), else a new dated one; claimed atomically."""
+    kind = "train" if notebook.startswith("train_") else "notebook"
+    folder = params.get("output_dir")
+    if folder is None:
+        parent = Path("runs") if kind == "train" else Path("outputs") / ("quick" if quick else "") / notebook
+        folder = runs.new_folder(parent, notebook.removeprefix("train_") if kind == "train" else "run")
+    record = {**params, **training, "quick": quick}
+    record.pop("output_dir", None)
+    return runs.claim(folder, record, kind, resume=resume, hold=kind == "train")
+
+
+def _load(params: dict, quick: bool, seed: int) -> CIFAR10Data:
+    """CIFAR-10 (or, in quick mode, a tiny synthetic set), split and optionally cut to train_size."""
+    if quick:
         root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{seed}"
         make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=seed)
         data = load_cifar10(root, val_size=50, seed=seed, download=False)
     else:
         data = load_cifar10(params.get("data_dir"), val_size=params.get("val_size", 5000), seed=seed)
-    set_seed(seed)
-    return Run(notebook, params, data, output_dir, quick, str(get_device()))
+    train_size = params.get("train_size")
+    return data.subset(min(train_size, len(data.train_labels))) if train_size else data
 
 
-def parse_widths(name: str, text: Any, count: int) -> tuple[int, ...]:
-    """'1024,512' (a papermill string) as (1024, 512), or a ValueError saying what is allowed."""
-    parts = str(text).split(",")
-    if len(parts) != count or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"{name} must be {count} positive integers separated by commas, like "
-                         f"'{','.join(['64'] * count)}', got {text!r}")
-    return tuple(int(p) for p in parts)
+def newest_results(notebook: str, quick: bool = False, root: str | Path = ".") -> Path | None:
+    """metrics.json of the newest run of a notebook under ROOT/outputs (quick runs apart), or None."""
+    parent = Path(root) / "outputs" / ("quick" if quick else "") / notebook
+    found = sorted(parent.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None

@@ -1,7 +1,7 @@
 """Data-parallel training with PyTorch's own engine: the process group torchrun describes, and its helpers.
 
 `torchrun --nproc_per_node=N ...` starts N copies of a program and tells each its RANK, WORLD_SIZE,
-LOCAL_RANK and where rank 0 listens. `init_distributed` joins that group (NCCL on CUDA, gloo on CPU);
+LOCAL_RANK and where rank 0 listens. `init_distributed` joins that group (NCCL for CUDA tensors, gloo for CPU ones);
 `fit` then sees it and trains with `DistributedDataParallel`. Without torchrun every helper here is a
 no-op for a single process, so the same code runs on one device unchanged.
 """
@@ -13,6 +13,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .devices import process_group_backend
 
 
 def is_distributed() -> bool:
@@ -62,8 +64,8 @@ def init_distributed(timeout_minutes: float = 30.0,  # how long a rank waits for
         return False
     if torch.cuda.is_available():
         torch.cuda.set_device(rank_device())  # before NCCL starts, so each rank uses its own GPU
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+    # both backends on a GPU machine: NCCL for CUDA tensors, gloo for a run on its CPU (--device cpu)
+    dist.init_process_group(process_group_backend(torch.cuda.is_available()), timeout=timedelta(minutes=timeout_minutes))
     return True
 
 
@@ -78,6 +80,8 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     if not is_distributed():
         return model
     from torch.nn.parallel import DistributedDataParallel
+    if device.type == "cuda":  # BatchNorm statistics over the whole batch, as in one process
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # swaps the BN layers inside `model` in place
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 

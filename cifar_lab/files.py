@@ -1,9 +1,13 @@
-"""Writing results so that none is ever lost: atomic writes and a record of each run's setting."""
+"""Files: results written so that none is ever lost (atomic writes), the record of a run's setting, and
+downloads that give up in seconds when offline."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -24,10 +28,28 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left on the disk to write {path}; the previous version of the file "
+                                f"is intact: free some space and run again (a training run: resume it)") from e
         raise
     return path
+
+
+class DiskFullError(OSError):
+    """The disk filled up while a result was written."""
+
+
+@contextlib.contextmanager
+def socket_timeout(seconds: float):
+    """Network calls inside give up after `seconds` instead of hanging (offline machines)."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
 
 
 def _umask() -> int:

@@ -1,10 +1,12 @@
 """The models of the course, from a 3-layer MLP to ResNet-18, and a registry to build them by name."""
 from __future__ import annotations
 
-import socket
-
 import torch
 from torch import nn
+
+from .checks import check_choice
+from .files import socket_timeout
+from .options import MODEL, check
 
 
 class MLP(nn.Module):
@@ -106,6 +108,16 @@ class Residual(nn.Module):
         return x + self.f(x)
 
 
+class GlobalMaxPool(nn.Module):
+    """The largest value of each channel: (B, C, H, W) -> (B, C).
+
+    Written with amax, whose CUDA backward is deterministic (AdaptiveMaxPool2d's is not, so it broke
+    `torch.use_deterministic_algorithms(True)`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3))
+
+
 class ResNet9(nn.Module):
     """A fast small residual net (ResNet-9 style, after the fast CIFAR-10 recipes).
 
@@ -125,7 +137,7 @@ class ResNet9(nn.Module):
             *conv_bn(w1, w2), nn.MaxPool2d(2),  # 7x7
             *conv_bn(w2, w3), nn.MaxPool2d(2),  # 3x3
             Residual(*conv_bn(w3, w3), *conv_bn(w3, w3)),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(w3, num_classes, bias=False))
+            GlobalMaxPool(), nn.Flatten(), nn.Linear(w3, num_classes, bias=False))
         self.head_scale = head_scale
 
     @torch.no_grad()
@@ -144,27 +156,33 @@ class ResNet9(nn.Module):
         return self.net(self.whitening(x)) * self.head_scale
 
 
-def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, timeout: float = 20.0) -> nn.Module:
-    """torchvision's resnet18 adapted to 32x32 (3x3 stem, no max-pool), optionally with ImageNet weights."""
+RESNET18_STEMS = ("cifar", "imagenet")
+
+
+def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: str = "cifar",
+                         timeout: float = 20.0) -> nn.Module:
+    """torchvision's resnet18 with a new fc layer, optionally starting from ImageNet weights.
+
+    stem="cifar" puts a 3x3 stride-1 conv and no max-pool in front (32x32 images keep their resolution;
+    a pretrained conv1 is replaced); stem="imagenet" keeps the 7x7 stride-2 conv and the max-pool.
+    """
     from torchvision.models import ResNet18_Weights, resnet18
 
-    weights = None
-    if pretrained:
-        old = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(timeout)  # offline: fail in seconds, never hang
+    stem = check_choice("stem", stem, RESNET18_STEMS)
+    if not pretrained:
+        model = resnet18()
+    else:
         try:
-            model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)
+            with socket_timeout(timeout):  # offline: fail in seconds, never hang
+                model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)  # downloads, or reads the cached file
         except Exception as e:
             raise RuntimeError(
-                f"could not get torchvision's pretrained resnet18 weights ({type(e).__name__}: {e}). "
-                "Offline, place resnet18-f37072fd.pth in $TORCH_HOME/hub/checkpoints "
-                "(default ~/.cache/torch/hub/checkpoints) or use pretrained=False.") from e
-        finally:
-            socket.setdefaulttimeout(old)
-    else:
-        model = resnet18(weights=weights)
-    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # 32x32 inputs: keep resolution in the stem
-    model.maxpool = nn.Identity()
+                f"Could not get torchvision's pretrained resnet18 weights ({type(e).__name__}: {e}), so place "
+                f"resnet18-f37072fd.pth in $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints, "
+                f"here {torch.hub.get_dir()}/checkpoints) or use pretrained=False.") from e
+    if stem == "cifar":
+        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     return model
 
@@ -177,7 +195,13 @@ def make_model(name: str, **kwargs) -> nn.Module:
     """Build a model of the course by name (see `MODELS`); keyword arguments go to its constructor."""
     if not isinstance(name, str) or name.lower() not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
-    model = MODELS[name.lower()](**kwargs)
+    kwargs.update(check({k: v for k, v in kwargs.items() if k in MODEL}, MODEL))  # "64,128" -> (64, 128)
+    if "num_classes" in kwargs and not (isinstance(kwargs["num_classes"], int) and kwargs["num_classes"] >= 2):
+        raise ValueError(f"num_classes must be an integer >= 2, got {kwargs['num_classes']!r}")
+    try:
+        model = MODELS[name.lower()](**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{name} does not take these options ({', '.join(kwargs)}): {e}") from None
     model.config = {"name": name.lower(), **kwargs}  # lets checkpoints say which model they hold
     return model
 

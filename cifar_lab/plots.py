@@ -12,7 +12,7 @@ import torch
 
 from .evaluate import EvalResult
 from .files import atomic_write
-from .train import History
+from .history import History
 
 CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 

@@ -5,8 +5,9 @@
     python -m cifar_lab.report --quick              # synthetic data, 1 epoch: checks the pipeline
 
 Each notebook runs into a staging folder; only a notebook that finishes replaces its earlier results
-in reports/NAME/ and reports/NAME.html, so a failed run never overwrites good results. A failure is
-reported by name and the other notebooks go on. reports/index.html compares every model.
+in reports/NAME/ and reports/NAME.html, so a failed run never overwrites good results, and quick mode
+writes into reports/quick/ (it never replaces real-data reports). Training shows its epochs as it goes;
+a failure is reported by name and the other notebooks go on. reports/index.html compares every model.
 """
 from __future__ import annotations
 
@@ -18,19 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from .files import atomic_write, load_json, save_json
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def parse_value(text: str):
-    """A -p value typed as papermill's CLI types it: int, float, bool, None, else str."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"True": True, "False": False, "None": None}.get(text, text)
+from . import notebooks
+from .checks import check_output_dir
+from .files import atomic_write, save_json
+from .notebooks import ROOT, parse_value
 
 
 def export_html(notebook: Path, title: str) -> str:
@@ -47,29 +39,26 @@ def export_html(notebook: Path, title: str) -> str:
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
 
 
-def run_notebook(name: str, params: dict, reports: Path) -> Path:
+def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     """Execute one notebook into staging, then move its results into place; returns the HTML path."""
-    import papermill as pm
-
-    source = ROOT / "notebooks" / f"{name}.ipynb"
+    source = notebooks.source(name)
     staging = reports / ".staging" / name
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    declared = pm.inspect_notebook(str(source))
-    wanted = {**params, "output_dir": str(staging / "results")}
-    if "mlp_metrics" in declared:  # 02 compares with 01's saved results
-        wanted["mlp_metrics"] = str(reports / "01_mlp" / "metrics.json")
-    wanted = {k: v for k, v in wanted.items() if k in declared}
+    declared = notebooks.declared(source)
+    wanted = {k: v for k, v in params.items() if k in declared}
+    wanted["output_dir"] = str((staging / "results").resolve())
+    if "mlp_metrics" in declared:  # 02 compares with 01's results in these reports
+        wanted["mlp_metrics"] = str((reports / "01_mlp" / "metrics.json").resolve())
     executed = staging / f"{name}.ipynb"
-    try:
-        pm.execute_notebook(str(source), str(executed), parameters=wanted, cwd=str(source.parent),
-                            kernel_name="python3", progress_bar=True)
-    except BaseException:
+    code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show)
+    if code != 0:
         failed = reports / "failed"
         failed.mkdir(parents=True, exist_ok=True)
-        if executed.exists():
-            shutil.copy(executed, failed / f"{name}.ipynb")
-        raise
+        for path in (executed, staging / "log.txt"):
+            if path.exists():
+                shutil.copy(path, failed / f"{name}{path.suffix}")
+        raise RuntimeError(_last_error(staging / "log.txt"))
     page = export_html(executed, name)
     # success: swap in the new results, then the page that shows them
     final = reports / name
@@ -83,11 +72,18 @@ def run_notebook(name: str, params: dict, reports: Path) -> Path:
     return atomic_write(reports / f"{name}.html", lambda f: f.write(page), mode="w")
 
 
+def _last_error(log: Path) -> str:
+    """The most telling line of a failed notebook's log."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\w+Error\b|Exception", line)]
+    return (errors or lines or ["(empty log)"])[-1].split(" - ", 2)[-1][:300]
+
+
 def summary(reports: Path) -> list[dict]:
     """Every model of every notebook's metrics.json, as rows."""
     rows = []
     for path in sorted(reports.glob("*/metrics.json")):
-        metrics = load_json(path)
+        metrics = notebooks.read_metrics(path)
         for model, m in metrics.get("models", {}).items():
             rows.append({"notebook": metrics["notebook"], "model": model, "test_acc": m["test_acc"],
                          "parameters": m["parameters"], "epochs": m["epochs"],
@@ -124,36 +120,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="passed to every notebook that declares it (as papermill -p)")
     parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="names like 02_cnn (default: all)")
-    parser.add_argument("--quick", action="store_true", help="synthetic data, 1 epoch")
-    parser.add_argument("--reports", default=str(ROOT / "reports"), help="output folder")
+    parser.add_argument("--quick", action="store_true", help="synthetic data, 1 epoch (into reports/quick/)")
+    parser.add_argument("--reports", default=None, help="output folder (default reports/, or reports/quick/)")
     args = parser.parse_args(argv)
     params = {k: parse_value(v) for k, v in args.parameter}
     if args.quick:
         params["quick"] = True
-    names = args.only or sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
-    unknown = [n for n in names if not (ROOT / "notebooks" / f"{n}.ipynb").exists()]
-    if unknown:
-        parser.error(f"no such notebook: {', '.join(unknown)}")
-    reports = Path(args.reports)
-    reports.mkdir(parents=True, exist_ok=True)
+    names = args.only or notebooks.names()
+    try:
+        for name in names:
+            notebooks.source(name)
+        known = set().union(*(notebooks.declared(notebooks.source(n)) for n in names)) - {"output_dir"}
+        if set(params) - known:
+            raise ValueError(f"no notebook among {', '.join(names)} has a parameter "
+                             f"{', '.join(map(repr, sorted(set(params) - known)))}; known: {', '.join(sorted(known))}")
+        reports = check_output_dir(args.reports or ROOT / "reports" / ("quick" if args.quick else ""))
+        if params.get("quick") and not _quick_reports(reports):
+            raise ValueError(f"{reports} holds real-data reports: quick mode never replaces them; "
+                             f"use --reports {reports / 'quick'}")
+    except ValueError as e:
+        parser.error(str(e))
     failed = []
     for i, name in enumerate(names, 1):
         t0 = time.perf_counter()
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         try:
-            page = run_notebook(name, params, reports)
+            page = run_notebook(name, params, reports, show=lambda line: print(f"    {name}: {line}", flush=True))
             print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f}s: {page}", flush=True)
         except KeyboardInterrupt:
             print(f"[{i}/{len(names)}] {name} interrupted; earlier results kept", flush=True)
             failed.append(name)
             break
         except Exception as e:
-            print(f"[{i}/{len(names)}] {name} FAILED: {str(e).strip().splitlines()[-1] if str(e).strip() else e!r}"
-                  f" (executed copy in {reports / 'failed'}; earlier results kept)", flush=True)
+            print(f"[{i}/{len(names)}] {name} FAILED: {e} (executed copy and log in {reports / 'failed'}; "
+                  f"earlier results kept)", flush=True)
             failed.append(name)
     index = write_index(reports, summary(reports), failed)
     print(f"summary: {index}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def _quick_reports(reports: Path) -> bool:
+    """Whether every report in a folder came from quick mode (true of an empty folder)."""
+    return all(notebooks.read_metrics(p).get("quick") for p in reports.glob("*/metrics.json"))
 
 
 if __name__ == "__main__":

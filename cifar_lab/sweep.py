@@ -25,10 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import notebooks, runs
 from .files import load_json, save_json
-from .report import ROOT, parse_value
+from .notebooks import parse_value
 
 METRICS = ("test_acc", "best_val_acc", "train_seconds")  # averaged over seeds in the summary
+SWEEP_RECORD = "sweep_run.json"  # the sweep's record of one run (the run's own is run.json)
 
 
 def expand_grid(grid: dict[str, list], fixed: dict[str, object]) -> list[dict]:
@@ -50,6 +52,8 @@ def default_jobs(gib_per_run: float = 2.0,  # memory of one run (a CNN run peaks
 
     if torch.cuda.is_available():
         return torch.cuda.device_count()
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return 1  # a Mac's one GPU: runs side by side would only share it
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (AttributeError, ValueError, OSError):  # not Linux/macOS
@@ -57,18 +61,13 @@ def default_jobs(gib_per_run: float = 2.0,  # memory of one run (a CNN run peaks
     return max(1, min(os.cpu_count() or 1, int(memory // gib_per_run)))
 
 
-def command(params: dict, run_dir: Path, notebook: Path | None) -> list[str]:
-    """The command line of one run: the training entry point, or papermill on a notebook."""
-    if notebook is not None:
-        args = [sys.executable, "-m", "papermill", str(notebook), str(run_dir / notebook.name),
-                "--cwd", str(notebook.parent), "-k", "python3", "--no-progress-bar"]
-        for k, v in {**params, "output_dir": str(run_dir.resolve())}.items():
-            args += ["-p", k, str(v)]
-        return args
+def command(params: dict, run_dir: Path) -> list[str]:
+    """The command line of one training run; an unfinished run in `run_dir` is resumed."""
     args = [sys.executable, "-m", "cifar_lab.train", "--output-dir", str(run_dir)]
     for k, v in params.items():
         args += [f"--{k}" if v else f"--no-{k}"] if isinstance(v, bool) else [f"--{k}", str(v)]
-    if (run_dir / "checkpoints" / "last.pt").exists():
+    record = runs.read(run_dir)
+    if record is not None and record.get("status") != "finished":
         args.append("--resume")  # an interrupted run continues where it stopped
     return args
 
@@ -76,10 +75,9 @@ def command(params: dict, run_dir: Path, notebook: Path | None) -> list[str]:
 def check_names(params: dict, notebook: Path | None) -> None:
     """Refuse parameter names the target does not have, before anything runs."""
     if notebook is not None:
-        import papermill as pm
-        known = set(pm.inspect_notebook(str(notebook)))
+        known = set(notebooks.declared(notebook))
     else:
-        from .job import parser
+        from .train import parser
         known = set(vars(parser().parse_args([]))) - {"output_dir", "resume"}  # every option's name
     unknown = sorted(set(params) - known)
     if unknown:
@@ -98,7 +96,7 @@ def last_error(log: Path) -> str:
 def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook: Path | None, env: dict) -> dict:
     """Run one setting in OUT/NAME (log.txt, run.json); a finished run with the same parameters is kept."""
     run_dir = out / name
-    record_path = run_dir / "run.json"
+    record_path = run_dir / SWEEP_RECORD
     if record_path.exists() and (run_dir / "metrics.json").exists():
         earlier = load_json(record_path)
         if earlier.get("status") == "ok" and earlier.get("params") == params:
@@ -108,13 +106,21 @@ def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook
                     "error": f"{run_dir} holds a finished run with other parameters ({earlier.get('params')}); "
                              f"use another --output-dir"}
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = command(params, run_dir, notebook)
+    args = command(params, run_dir) if notebook is None else ["papermill", notebook.name]
     record = {"index": index, "name": name, "params": params, "grid": {k: params[k] for k in grid},
               "command": args, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     save_json(record, record_path)
     t0 = time.perf_counter()
-    with open(run_dir / "log.txt", "w") as log:
-        code = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if notebook is not None:
+        results = run_dir / "results"
+        code = notebooks.execute(notebook, run_dir / notebook.name, {**params, "output_dir": str(results.resolve())},
+                                 run_dir / "log.txt", env=env)
+        if code == 0:
+            (results / "metrics.json").replace(run_dir / "metrics.json")
+    else:
+        with open(run_dir / "log.txt", "w") as log:
+            code = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  **notebooks._die_with_parent()).returncode
     ok = code == 0 and (run_dir / "metrics.json").exists()
     record.update(status="ok" if ok else "failed", returncode=code, seconds=time.perf_counter() - t0)
     if not ok:
@@ -129,6 +135,8 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpus else []
+    visible = [v for v in visible if v.strip()] or [str(i) for i in range(gpus)]  # keep an inherited choice
     threads = max(1, (os.cpu_count() or 1) // jobs)
     slots = list(range(jobs))  # which GPU / share of the CPU a run gets
     lock, records, done = threading.Lock(), [], [0]
@@ -139,7 +147,7 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
             slot = slots.pop()
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
         if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+            env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
         try:
             record = run_one(index, name, params, grid, out, notebook, env)
         except Exception as e:  # the runner itself failed (disk full...): still report it by name
@@ -166,13 +174,17 @@ def collect(out: str | Path) -> "pd.DataFrame":
     import pandas as pd
 
     out, rows = Path(out), []
-    records = sorted(((load_json(p), p) for p in out.glob("*/run.json")),
+    records = sorted(((load_json(p), p) for p in out.glob(f"*/{SWEEP_RECORD}")),
                      key=lambda item: (item[0].get("index", 0), str(item[1])))  # in the grid's order
     for record, record_path in records:
         metrics_path = record_path.parent / "metrics.json"
         if record.get("status") != "ok" or not metrics_path.exists():
             continue
-        metrics = load_json(metrics_path)
+        try:
+            metrics = load_json(metrics_path)
+        except ValueError as e:  # one damaged run must not hide the others
+            print(f"skipped {record_path.parent.name}: {e}")
+            continue
         for model, m in metrics["models"].items():
             rows.append({"run": record["name"], **record.get("grid", {}), "model": model,
                          **{k: m.get(k) for k in METRICS}, "quick": metrics.get("quick", False)})
@@ -208,6 +220,16 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     return pd.read_csv(path, keep_default_na=False)
 
 
+def newest_summary(notebook: str) -> Path | None:
+    """The newest sweep summary of a notebook: the user's own under runs/ first, else the one shipped in reports/."""
+    number = notebook[:2]
+    for folder in (notebooks.ROOT / "runs", notebooks.ROOT / "reports"):
+        found = sorted(folder.glob(f"sweep_{number}*/summary.csv"), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    return None
+
+
 def write_summary(out: Path) -> "pd.DataFrame":
     """runs.csv, summary.csv and summary.png from the finished runs in `out`; returns the summary."""
     from . import plots
@@ -241,13 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--grid {name} needs at least one value")
         grid[name] = [parse_value(v) for v in values]
     fixed = {k: parse_value(v) for k, v in args.parameter}
-    notebook = None
-    if args.notebook:
-        notebook = ROOT / "notebooks" / f"{Path(args.notebook).stem}.ipynb"
-        if not notebook.exists():
-            p.error(f"no notebook {args.notebook}; valid: "
-                    f"{', '.join(sorted(n.stem for n in (ROOT / 'notebooks').glob('[0-9]*.ipynb')))}")
     try:
+        notebook = notebooks.source(args.notebook) if args.notebook else None
         check_names({**fixed, **grid}, notebook)
     except ValueError as e:
         p.error(str(e))

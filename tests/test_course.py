@@ -1,29 +1,70 @@
-"""Checks that notebooks run first, on parameters as papermill passes them."""
+"""The option tables and a notebook's first cell: parameters checked, quick mode, a folder of its own."""
+import argparse
+
 import pytest
 import torch
 
 from cifar_lab import check_output_dir, fit, make_model
-from cifar_lab.course import check_params, parse_widths, quick_mode, start
+from cifar_lab.course import notebook_parameters, quick_mode, start
+from cifar_lab.options import ALL, TRAINING, add_arguments, check, defaults
 
 
 @pytest.mark.parametrize("params, message", [
     (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
-    (dict(batch_size="64"), r"batch_size must be an integer >= 1, got '64' \(str\)"),
-    (dict(lr=-0.01), "lr must be a number > 0"),
-    (dict(label_smoothing=1.5), "label_smoothing must be a number >= 0.0 and <= 1.0"),
+    (dict(batch_size="64"), r"batch_size must be an integer >= 2, got '64' \(str\)"),
+    (dict(lr=-0.01), "lr must be a number > 0.0 and <= 10.0"),
+    (dict(label_smoothing=1.0), "label_smoothing must be a number >= 0.0 and <= 0.5"),  # 1.0 learns nothing
+    (dict(ema=1.0), "ema must be a number > 0.0 and < 1.0"),  # 1.0 would freeze the weights
     (dict(quick="yes"), "quick must be True or False"),
     (dict(widths="64,128"), "widths must be 3 positive integers"),
+    (dict(hidden=(0, 10)), "hidden must be 2 positive integers"),
     (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'; valid: sgd, adam, adamw"),
+    (dict(epoch=1), r"unknown parameter 'epoch' \(did you mean 'epochs'\?\)"),  # papermill -p epoch 1
 ])
-def test_bad_notebook_parameters(params, message):
+def test_bad_parameters_are_refused_with_what_is_allowed(params, message):
     with pytest.raises(ValueError, match=message):
-        check_params(params)
+        check(params, ALL)
 
 
-def test_good_parameters_pass_unchanged():
-    params = dict(epochs=3, batch_size=64, lr=0.1, quick=False, widths="8,16,32", data_dir=None, notes="x")
-    assert check_params(params) == params
-    assert parse_widths("hidden", "1024, 512", 2) == (1024, 512)
+def test_good_parameters_are_typed_and_the_defaults_fill_in():
+    assert check(dict(epochs=3, widths="8, 16,32", ema=None), ALL) == dict(epochs=3, widths=(8, 16, 32), ema=None)
+    assert defaults()["optimizer"] == "sgd" and set(defaults()) == set(TRAINING)
+
+
+def test_the_command_line_is_generated_from_the_table():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, TRAINING)
+    args = parser.parse_args(["--batch-size", "64", "--no-flip", "--early-stopping", "none"])
+    assert args.batch_size == 64 and args.flip is False and args.early_stopping is None and args.lr is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--early-stopping", "0"])
+
+
+def test_notebook_globals_give_the_parameters_and_nothing_else():
+    namespace = {"__name__": "__main__", "epochs": 3, "In": [], "_": 5, "torch": torch, "data_dir": None}
+    assert notebook_parameters(namespace) == {"epochs": 3, "data_dir": None}
+
+
+def test_quick_mode_from_the_environment(monkeypatch):
+    for value, expected in (("1", True), ("on", True), ("0", False), ("", False)):
+        monkeypatch.setenv("CIFAR_LAB_QUICK", value)
+        assert quick_mode(False) is expected
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "maybe")
+    with pytest.raises(ValueError, match="CIFAR_LAB_QUICK must be one of"):
+        quick_mode(False)
+
+
+def test_start_caps_epochs_in_quick_mode_and_claims_a_folder_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
+    run = start("test", dict(epochs=50, seed=0, output_dir=str(tmp_path / "a")))
+    assert run.quick and run.params["epochs"] == 1 and run.training["epochs"] == 1
+    assert "QUICK MODE" in run.banner and "epochs=1" in run.banner
+    with pytest.raises(ValueError, match="already holds the results of an earlier run"):
+        start("test", dict(epochs=50, seed=0, output_dir=str(tmp_path / "a")))
+    monkeypatch.chdir(tmp_path)
+    first, second = start("test", {}), start("test", {})  # default folders: new and dated, never shared
+    assert first.output_dir != second.output_dir and first.output_dir.parent.resolve() == tmp_path / "outputs/quick/test"
 
 
 def test_output_dir_that_cannot_be_written(tmp_path):
@@ -35,26 +76,12 @@ def test_output_dir_that_cannot_be_written(tmp_path):
     assert check_output_dir(tmp_path / "new" / "dir").is_dir()
 
 
-def test_data_dir_that_is_a_file(tmp_path):
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(ValueError, match="data_dir .* is a file"):
-        check_params(dict(data_dir=str(tmp_path / "f")))
-
-
-def test_quick_mode_from_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
-    assert quick_mode(False)
-    run = start("test", dict(epochs=50, seed=0, output_dir=str(tmp_path)))
-    assert run.quick and run.params["epochs"] == 1 and "QUICK MODE" in run.banner
-    monkeypatch.setenv("CIFAR_LAB_QUICK", "0")
-    assert not quick_mode(False)
-
-
 def test_out_of_memory_suggests_a_smaller_batch(fake_data):
     model = make_model("mlp", hidden=(8, 8))
 
     def oom(module, inputs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        if module.training:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
     model.register_forward_pre_hook(oom)
     with pytest.raises(RuntimeError, match="batch_size=32"):
         fit(model, fake_data, epochs=1, batch_size=64, progress=False, verbose=False)

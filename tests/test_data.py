@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_lab import CifarDataError, DeviceLoader, load_cifar10, make_fake_cifar10, textbook_loaders
-from cifar_lab.data import CLASSES, FOLDER, augment, channel_stats, read_batch
+from cifar_lab import CifarDataError, DeviceLoader, load_cifar10, make_fake_cifar10
+from cifar_lab.bench import textbook_loaders
+from cifar_lab.data import CLASSES, FOLDER, channel_stats, read_batch
+from cifar_lab.loader import augment
 
 
 def copy_of(fake_root, tmp_path):
@@ -159,3 +161,16 @@ def test_fake_set_is_seeded(tmp_path):
     a, b = make_fake_cifar10(tmp_path / "a", train_per_batch=10, test_size=10), make_fake_cifar10(
         tmp_path / "b", train_per_batch=10, test_size=10)
     assert (a / "data_batch_2").read_bytes() == (b / "data_batch_2").read_bytes()
+
+
+def test_a_short_or_copied_batch_file_is_refused(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path / "short")
+    path = root / FOLDER / "data_batch_2"
+    images, labels = read_batch(path)
+    rewrite(path, data=images[:50].reshape(50, -1).numpy(), labels=labels[:50].tolist())
+    with pytest.raises(CifarDataError, match="equally many images.*data_batch_2 50"):
+        load_cifar10(root, download=False)
+    root = copy_of(fake_root, tmp_path / "copied")
+    shutil.copy(root / FOLDER / "data_batch_1", root / FOLDER / "data_batch_4")
+    with pytest.raises(CifarDataError, match="data_batch_4 holds the same images as data_batch_1"):
+        load_cifar10(root, download=False)

@@ -44,14 +44,15 @@ def test_each_rank_takes_its_share_of_every_batch_and_of_the_validation_split():
 
 def _rank_worker(rank, world, root, out):
     """One rank of a 2-process run of `fit`, started by torch.multiprocessing (gloo on the CPU)."""
+    import cifar_lab.checkpoints
     import cifar_lab.files
-    import cifar_lab.train
+    import cifar_lab.history
     from cifar_lab import fit, set_seed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{out}/store", rank=rank, world_size=world)
     writes, real_write = [], cifar_lab.files.atomic_write
-    for module in (cifar_lab.files, cifar_lab.train):  # every file fit writes goes through atomic_write
+    for module in (cifar_lab.files, cifar_lab.checkpoints, cifar_lab.history):  # every file fit writes goes through atomic_write
         module.atomic_write = lambda path, *a, **k: (writes.append(str(path)), real_write(path, *a, **k))[1]
     data = load_cifar10(root, val_size=100, download=False)
     set_seed(rank)  # different initial weights on purpose: DDP must start every rank from rank 0's
@@ -82,7 +83,7 @@ def test_torchrun_two_processes_finish_agree_and_write_one_set_of_outputs(fake_r
     done = torchrun(["-m", "cifar_lab.train", *SMALL_CNN, "--epochs", "3", "--batch-size", "64",
                      "--data-dir", str(fake_root), "--val-size", "100", "--output-dir", str(out)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("Training CNN on cpu x 2 processes (gloo)") == 1  # rank 0 alone prints
+    assert done.stdout.count("Training CNN on cpu") == 1 and "x 2 processes (gloo)" in done.stdout  # rank 0 alone
     assert done.stdout.count("epoch   3/3") == 1
     metrics = json.loads((out / "metrics.json").read_text())["models"]["cnn"]
     assert metrics["processes"] == 2 and metrics["epochs"] == 3
@@ -90,22 +91,22 @@ def test_torchrun_two_processes_finish_agree_and_write_one_set_of_outputs(fake_r
     assert metrics["best_val_acc"] > 0.3
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert files == ["checkpoints", "checkpoints/best.pt", "checkpoints/history.json", "checkpoints/last.pt",
-                     "confusion_matrix.png", "history.csv", "learning_curves.png", "metrics.json"]
+                     "confusion_matrix.png", "history.csv", "learning_curves.png", "metrics.json", "run.json"]
 
 
 FAILING_RANK = """
 import os, sys
-from cifar_lab import job, models
+from cifar_lab import models, train
 
 if os.environ["RANK"] == "1":
     forward, calls = models.CNN.forward, []
     def failing_forward(self, x):
         calls.append(1)
-        if len(calls) == 2:  # in the middle of the first epoch
+        if len(calls) == 3:  # in the middle of the first epoch (the first call checks the output shape)
             raise RuntimeError("rank 1 failed on purpose")
         return forward(self, x)
     models.CNN.forward = failing_forward
-sys.exit(job.main(sys.argv[1:]))
+sys.exit(train.main(sys.argv[1:]))
 """
 
 

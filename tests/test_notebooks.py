@@ -22,7 +22,7 @@ PROMISED = {
 OVERRIDES = {
     "01_mlp": dict(hidden="64,32", lr=0.003),
     "02_cnn": dict(cutout=8, flip=False),
-    "03_regularization": dict(seeds=2, widths="8,16,16"),
+    "03_regularization": dict(seeds=2, widths="8,16,16", early_stopping=1),
     "04_resnet_comparison": dict(models="mlp,cnn", pretrained=False),
 }
 
@@ -67,9 +67,10 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
 
 @pytest.mark.parametrize("params, message", [
     (dict(epochs="ten"), "epochs must be an integer >= 1, got 'ten' (str)"),
+    (dict(epoch=1), "unknown parameter 'epoch' (did you mean 'epochs'?)"),
     (dict(lr=-1.0), "lr must be a number > 0"),
     (dict(hidden="1024"), "hidden must be 2 positive integers"),
-    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(batch_size=0), "batch_size must be an integer >= 2"),
 ])
 def test_bad_parameters_stop_at_the_first_cell_with_a_message(params, message, tmp_path):
     with pytest.raises(pm.PapermillExecutionError) as e:
@@ -87,3 +88,23 @@ def test_source_notebooks_are_clean_and_parameterised():
         assert len(tagged) == 1, path.name
         for name in ("seed", "data_dir", "output_dir", "quick"):
             assert f"\n{name} = " in "\n" + "".join(tagged[0]["source"]), (path.name, name)
+
+
+def test_the_notebooks_parameters_agree_with_the_library_recipes():
+    """01 and 02 teach the recipes the command line runs: one set of numbers, never two that drift apart."""
+    from cifar_lab.recipes import RECIPES
+    for name, recipe in (("01_mlp", RECIPES["mlp"]), ("02_cnn", RECIPES["cnn"])):
+        declared = {k: v["default"] for k, v in pm.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")).items()}
+        shared = set(declared) & set(recipe.training)
+        assert shared >= {"epochs", "lr", "weight_decay", "label_smoothing"}, name
+        assert {k: eval(declared[k]) for k in shared} == {k: recipe.training[k] for k in shared}, name
+
+
+def test_a_second_run_into_the_same_folder_is_refused_and_the_first_kept(tmp_path):
+    out = tmp_path / "out"
+    execute("00_data_analysis", tmp_path, quick=True, output_dir=str(out))
+    before = (out / "metrics.json").read_bytes()
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute("00_data_analysis", tmp_path, quick=True, output_dir=str(out))
+    assert "already holds the results of an earlier run" in str(e.value)
+    assert (out / "metrics.json").read_bytes() == before

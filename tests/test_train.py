@@ -5,9 +5,9 @@ import warnings
 import pytest
 import torch
 
-from cifar_lab import History, evaluate, fit, get_device, load_checkpoint, make_model, save_checkpoint, set_seed
+from cifar_lab import (History, TrainingDiverged, TrainingInterrupted, evaluate, fit, get_device, load_checkpoint,
+                       make_model, save_checkpoint, set_seed)
 from cifar_lab.files import atomic_write
-from cifar_lab.train import TrainingDiverged
 
 QUICK = dict(batch_size=64, progress=False, verbose=False)
 
@@ -66,10 +66,16 @@ def test_interrupt_keeps_history_and_resume_continues_the_same_schedule(fake_dat
         if calls["n"] == 2 * 15 + 5:
             raise KeyboardInterrupt
     handle = model.register_forward_pre_hook(stop_in_epoch_3)
-    partial = fit(model, fake_data, epochs=4, checkpoint_dir=tmp_path, **QUICK)
+    with pytest.raises(TrainingInterrupted, match="interrupted after 2 of 4 epochs.*resume=") as stopped:
+        fit(model, fake_data, epochs=4, checkpoint_dir=tmp_path, **QUICK)  # a notebook's Run All stops here
     handle.remove()
+    partial = stopped.value.history
     assert len(partial) == 2 and partial.info["status"].startswith("interrupted")
     assert (tmp_path / "best.pt").exists() and (tmp_path / "history.json").exists()
+    with pytest.raises(ValueError, match="other options; resume it with the same ones: lr=0.05 \\(not 0.5\\)"):
+        fit(small_cnn(), fake_data, epochs=4, lr=0.5, resume=tmp_path / "last.pt", **QUICK)
+    with pytest.raises(ValueError, match="only the weights of one epoch.*resume from last.pt"):
+        fit(small_cnn(), fake_data, epochs=4, resume=tmp_path / "best.pt", **QUICK)
 
     resumed = fit(small_cnn(), fake_data, epochs=4, resume=tmp_path / "last.pt", **QUICK)
     assert resumed.epoch == [1, 2, 3, 4]
@@ -79,12 +85,14 @@ def test_interrupt_keeps_history_and_resume_continues_the_same_schedule(fake_dat
 def test_early_stopping_and_best_checkpoint(fake_data, tmp_path):
     set_seed(0)
     model = small_cnn()
-    h = fit(model, fake_data, epochs=30, lr=1e-4, scheduler="none", early_stopping=1, monitor="val_loss",
+    h = fit(model, fake_data, epochs=30, lr=1e-4, scheduler="none", early_stopping=2, monitor="val_acc",
             restore_best=True, checkpoint_dir=tmp_path, **QUICK)
-    # a tiny constant LR still lowers the loss, so a patience of 1 either runs out or stops early
-    assert len(h) <= 30 and h.info["status"] in ("completed",) or "early stopped" in h.info["status"]
-    best = load_checkpoint(tmp_path / "best.pt", small_cnn())
-    assert best["epoch"] == h.epoch[h.val_loss.index(min(h.val_loss))]
+    # a tiny constant LR soon leaves the validation accuracy flat: 2 epochs without a new best end the run
+    assert len(h) < 30 and h.info["status"].startswith(f"early stopped at epoch {len(h)}")
+    best_epoch = h.epoch[h.val_acc.index(max(h.val_acc))]
+    assert best_epoch == len(h) - 2 and h.info["restored_best_epoch"] == best_epoch
+    assert load_checkpoint(tmp_path / "best.pt", small_cnn())["epoch"] == best_epoch
+    assert evaluate(model, fake_data, "val").accuracy == pytest.approx(max(h.val_acc))  # the best weights
 
 
 def test_nan_loss_stops_with_a_clear_message(fake_data):
@@ -98,10 +106,11 @@ def test_nan_loss_stops_with_a_clear_message(fake_data):
     (dict(epochs=0), "epochs must be an integer >= 1"),
     (dict(epochs="ten"), r"epochs must be an integer >= 1, got 'ten' \(str\)"),
     (dict(epochs=2.5), "epochs must be an integer"),
-    (dict(batch_size=-1), "batch_size must be an integer >= 1"),
+    (dict(batch_size=1), "batch_size must be an integer >= 2"),  # BatchNorm needs 2 images
     (dict(lr=-0.1), "lr must be a number > 0"),
     (dict(optimizer="rmsprop"), "unknown optimizer 'rmsprop'; valid: sgd, adam, adamw"),
-    (dict(scheduler="linear"), "unknown scheduler 'linear'; valid: onecycle, cosine, step, plateau, none"),
+    (dict(scheduler="linear"), "unknown scheduler 'linear'; valid: onecycle, step, plateau, none"),
+    (dict(patience=3), r"unknown parameter 'patience'"),
     (dict(monitor="acc"), "unknown monitor"),
 ])
 def test_bad_parameters_are_refused_before_training(fake_data, kwargs, message):
@@ -155,16 +164,70 @@ def test_weight_averaging_is_validated_kept_and_resumed(fake_data, tmp_path):
     # the model ends with the averaged weights, whose validation accuracy is the one recorded
     assert evaluate(model, fake_data, "val").accuracy == pytest.approx(h.val_acc[-1])
     assert load_checkpoint(tmp_path / "last.pt")["ema"]["n_averaged"].item() == 2 * 14
-    resumed = fit(small_cnn(), fake_data, epochs=2, ema=0.9, resume=tmp_path / "last.pt", **QUICK)
-    assert resumed.epoch == [1, 2] and resumed.val_acc == h.val_acc  # nothing left to train
-    with pytest.raises(ValueError, match="comes from a run of 2 epochs; resume it with epochs=2"):
-        fit(small_cnn(), fake_data, epochs=3, resume=tmp_path / "last.pt", **QUICK)
+    with pytest.raises(ValueError, match="belongs to a run that ended \\(completed\\): nothing to resume"):
+        fit(small_cnn(), fake_data, epochs=2, ema=0.9, resume=tmp_path / "last.pt", **QUICK)
+    with pytest.raises(ValueError, match="resume it with the same ones: epochs=2 \\(not 3\\)"):
+        fit(small_cnn(), fake_data, epochs=3, ema=0.9, resume=tmp_path / "last.pt", **QUICK)
     with pytest.raises(ValueError, match="ema must be a number"):
         fit(small_cnn(), fake_data, epochs=1, ema=1.5, **QUICK)
 
 
-def test_compiled_training_learns(fake_data):
+class OwnNet(torch.nn.Module):
+    """A student's own model, not one of the kit's."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x)).mean((2, 3))  # (B, 8, 32, 32) -> (B, 8)
+        return self.fc(x)
+
+
+def test_any_module_trains_checkpoints_and_resumes(fake_data, tmp_path):
     set_seed(0)
-    h = fit(make_model("mlp", hidden=(32, 32)), fake_data, epochs=2, lr=1e-3, optimizer="adamw", compile=True,
-            **QUICK)
-    assert h.info["params"]["compile"] is True and h.val_acc[-1] > 0.3
+    straight = fit(OwnNet(), fake_data, epochs=3, lr=0.1, **QUICK)
+    assert straight.val_acc[-1] > 0.2
+    set_seed(0)
+    model = OwnNet()
+    calls = {"n": 0}
+
+    def stop_in_epoch_2(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 1 + 15 + 3:  # the output check, one epoch, then 3 steps into the next
+            raise KeyboardInterrupt
+    model.register_forward_pre_hook(stop_in_epoch_2)
+    with pytest.raises(TrainingInterrupted):
+        fit(model, fake_data, epochs=3, lr=0.1, checkpoint_dir=tmp_path, **QUICK)
+    resumed_model = OwnNet()
+    resumed = fit(resumed_model, fake_data, epochs=3, lr=0.1, resume=tmp_path / "last.pt", **QUICK)
+    assert resumed.val_acc == straight.val_acc
+    assert evaluate(resumed_model, fake_data).accuracy == pytest.approx(evaluate(resumed_model, fake_data).accuracy)
+
+
+def test_a_model_with_the_wrong_output_is_refused_before_training(fake_data):
+    with pytest.raises(ValueError, match=r"maps 2 images to \(2, 5\), but the data has 10 classes"):
+        fit(OwnNet(classes=5), fake_data, epochs=1, **QUICK)
+    with pytest.raises(ValueError, match="cannot take a batch of CIFAR-10 images"):
+        fit(torch.nn.Linear(10, 10), fake_data, epochs=1, **QUICK)
+
+
+def test_no_float64_tensor_is_made_on_the_training_device(fake_data):
+    """MPS has no float64: the loop must not create any on the device (here: the CPU, watched)."""
+    from torch.overrides import TorchFunctionMode
+
+    made = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.dtype == torch.float64:
+                made.append(getattr(func, "__name__", str(func)))
+            return out
+
+    set_seed(0)
+    model = small_cnn()
+    with Watch():
+        fit(model, fake_data, epochs=1, ema=0.9, **QUICK)
+    assert made == []

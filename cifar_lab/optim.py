@@ -1,0 +1,32 @@
+"""The optimiser and learning-rate schedule of a run, built from its training options."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_optimizer(model: nn.Module, opt: dict) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9), Adam or AdamW over the trainable parameters; weight decay skips biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": opt["weight_decay"]},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    kwargs = {"lr": opt["lr"], "foreach": True}  # one kernel per step for all parameters, not one per tensor
+    if opt["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9, nesterov=opt["nesterov"], **kwargs)
+    cls = torch.optim.AdamW if opt["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(groups, **kwargs)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, opt: dict, steps_per_epoch: int):
+    """The LR schedule (or None) and whether it steps every batch (True) or every epoch (False)."""
+    name, epochs = opt["scheduler"], opt["epochs"]
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt["lr"], total_steps=epochs * steps_per_epoch,
+                                                   pct_start=0.25, div_factor=10, final_div_factor=100), True
+    if name == "step":
+        step_size = opt["step_size"] or max(epochs // 3, 1)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=opt["gamma"]), False
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=opt["plateau_factor"],
+                                                          patience=opt["plateau_patience"]), False
+    return None, False

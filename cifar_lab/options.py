@@ -1,0 +1,215 @@
+"""Every option of the kit, written once: default, unit and bounds (like airbench's `hyp`).
+
+`TRAINING` holds `fit`'s options, `MODEL` the options of the course's models, `RUN` what a notebook or
+command needs around them. `fit`'s checks, the command line (`add_arguments`), the notebooks' parameter
+checks (`check`), the recorded params and the named recipes all read these tables.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its default, what it means (with its unit), and the values allowed."""
+
+    default: Any
+    help: str
+    kind: type = int  # int, float, bool or str
+    low: float | None = None  # smallest value allowed
+    high: float | None = None  # largest value allowed
+    open_low: bool = False  # low itself is not allowed
+    open_high: bool = False  # high itself is not allowed
+    choices: tuple[str, ...] = ()
+    optional: bool = False  # None is allowed (and means "off" or "automatic")
+    count: int = 0  # a comma-separated list of this many positive integers ("64,128,256")
+
+    def check(self, name: str, value: Any) -> Any:
+        """`value` if allowed (a list option as a tuple of ints), else a ValueError saying what is."""
+        if value is None and self.optional:
+            return None
+        if self.count:
+            return _widths(name, value, self.count)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False, got {_shown(value)}")
+            return value
+        if self.kind is str:
+            if self.choices and (not isinstance(value, str) or value.lower() not in self.choices):
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(self.choices)}")
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be text, got {_shown(value)}")
+            return value.lower() if self.choices else value
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if self.kind is int and not isinstance(value, int):
+            number = False
+        if not number or not self._in_range(value):
+            raise ValueError(f"{name} must be {self.allowed()}, got {_shown(value)}")
+        return self.kind(value)
+
+    def _in_range(self, v: float) -> bool:
+        low_ok = self.low is None or (v > self.low if self.open_low else v >= self.low)
+        high_ok = self.high is None or (v < self.high if self.open_high else v <= self.high)
+        return low_ok and high_ok
+
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. 'a number > 0 and < 1'."""
+        if self.count:
+            return f"{self.count} positive integers separated by commas"
+        if self.kind is bool:
+            return "True or False"
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        words = ["an integer" if self.kind is int else "a number"]
+        if self.low is not None:
+            words.append(f"{'>' if self.open_low else '>='} {self.low}")
+        if self.high is not None:
+            words.append(f"{'and ' if self.low is not None else ''}{'<' if self.open_high else '<='} {self.high}")
+        return " ".join(words) + (" (or None: off)" if self.optional else "")
+
+
+def _shown(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _widths(name: str, value: Any, count: int) -> tuple[int, ...]:
+    """'64,128,256' (as papermill passes it) or a tuple/list of ints, as a tuple of positive ints."""
+    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (tuple, list)) else []
+    ok = len(parts) == count and all(
+        (isinstance(p, int) and not isinstance(p, bool) and p > 0) or (isinstance(p, str) and p.strip().isdigit()
+                                                                      and int(p) > 0) for p in parts)
+    if not ok:
+        raise ValueError(f"{name} must be {count} positive integers separated by commas, like "
+                         f"'{','.join(['64'] * count)}', got {value!r}")
+    return tuple(int(p) for p in parts)
+
+
+# ---------------------------------------------------------------- the tables
+
+TRAINING = {  # fit's options
+    "epochs": Option(10, "passes over the training split", int, low=1),
+    "batch_size": Option(128, "images per optimisation step, all processes together", int, low=2),
+    "optimizer": Option("sgd", "sgd (momentum 0.9), adam or adamw", str, choices=("sgd", "adam", "adamw")),
+    "lr": Option(0.05, "peak learning rate (one-cycle's peak; the starting LR of the other schedules)", float,
+                 low=0.0, high=10.0, open_low=True),
+    "nesterov": Option(True, "SGD with Nesterov momentum", bool),
+    "weight_decay": Option(5e-4, "L2 penalty on weights, not on biases or norms (decoupled in AdamW)", float,
+                           low=0.0, high=1.0),
+    "label_smoothing": Option(0.0, "probability mass of the loss target spread over the wrong classes", float,
+                              low=0.0, high=0.5),
+    "scheduler": Option("onecycle", "learning-rate schedule: onecycle (per step), step, plateau (per epoch) "
+                        "or none", str, choices=("onecycle", "step", "plateau", "none")),
+    "step_size": Option(None, "StepLR: epochs between LR drops (None: a third of the epochs)", int, low=1,
+                        optional=True),
+    "gamma": Option(0.1, "StepLR: LR multiplier at each drop", float, low=0.0, high=1.0, open_low=True,
+                    open_high=True),
+    "plateau_factor": Option(0.2, "ReduceLROnPlateau: LR multiplier when the validation loss stalls", float,
+                             low=0.0, high=1.0, open_low=True, open_high=True),
+    "plateau_patience": Option(2, "ReduceLROnPlateau: epochs without improvement before the LR drops", int,
+                               low=0),
+    "crop_padding": Option(4, "random crop after zero padding, in pixels (0: off)", int, low=0, high=16),
+    "flip": Option(True, "random horizontal flip", bool),
+    "cutout": Option(0, "side of a random erased square, in pixels (0: off)", int, low=0, high=32),
+    "early_stopping": Option(None, "stop after this many epochs without improvement of `monitor` (None: off)",
+                             int, low=1, optional=True),
+    "monitor": Option("val_acc", "what early stopping and the best checkpoint follow: val_acc or val_loss", str,
+                      choices=("val_acc", "val_loss")),
+    "restore_best": Option(False, "end with the weights of the best epoch (by `monitor`)", bool),
+    "ema": Option(None, "decay of a moving average of the weights, validated and kept (e.g. 0.99; None: off)",
+                  float, low=0.0, high=1.0, open_low=True, open_high=True, optional=True),
+    "seed": Option(0, "seeds the split, initial weights, batch order, augmentation and dropout", int, low=0),
+}
+
+MODEL = {  # options of the course's models (make_model); each applies to the models named in MODEL_USERS
+    "hidden": Option("1024,512", "MLP: widths of the two hidden layers", count=2),
+    "dropout": Option(0.5, "MLP: drop probability after each hidden layer", float, low=0.0, high=1.0,
+                      open_high=True),
+    "widths": Option("32,64,128", "CNN: channels of the three conv blocks", count=3),
+    "convs_per_block": Option(2, "CNN: 3x3 conv-BN-ReLU layers before each max-pool", int, low=1, high=8),
+    "fc_dropout": Option(0.3, "CNN: dropout before the last layer", float, low=0.0, high=1.0, open_high=True),
+    "conv_dropout": Option(0.0, "CNN: Dropout2d after each conv block", float, low=0.0, high=1.0,
+                           open_high=True),
+    "batchnorm": Option(True, "MLP, CNN: BatchNorm after each layer", bool),
+    "pretrained": Option(False, "torchvision_resnet18: start from ImageNet weights (downloaded once)", bool),
+}
+MODEL_USERS = {"hidden": ("mlp",), "dropout": ("mlp",), "widths": ("cnn",), "convs_per_block": ("cnn",),
+               "fc_dropout": ("cnn",), "conv_dropout": ("cnn",), "batchnorm": ("mlp", "cnn"),
+               "pretrained": ("torchvision_resnet18",)}
+
+RUN = {  # what a notebook or command needs around training
+    "quick": Option(False, "tiny synthetic data and 1 epoch: only checks that everything runs", bool),
+    "data_dir": Option(None, "folder holding cifar-10-batches-py/ (None: $CIFAR_LAB_DATA, else data/ of the "
+                       "checkout)", str, optional=True),
+    "output_dir": Option(None, "results folder, new or empty (None: a new dated folder)", str, optional=True),
+    "val_size": Option(5000, "training images held out for validation", int, low=1, high=49_000),
+    "train_size": Option(None, "training images used, of those not held out (None: all)", int, low=100,
+                         optional=True),
+    "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
+                  optional=True),
+    "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
+    "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
+    "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
+                          optional=True),
+    "sweep_summary": Option(None, "a sweep's summary.csv (None: the newest under runs/, else reports/)", str,
+                            optional=True),
+}
+
+ALL = {**TRAINING, **MODEL, **RUN}
+
+
+def defaults(spec: dict[str, Option] = TRAINING) -> dict[str, Any]:
+    """Every option of `spec` at its default."""
+    return {name: option.default for name, option in spec.items()}
+
+
+def check(values: dict[str, Any], spec: dict[str, Option] = TRAINING) -> dict[str, Any]:
+    """`values` checked against `spec`; an unknown name is a ValueError naming the closest known one."""
+    unknown = [name for name in values if name not in spec]
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, spec, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown parameter {name!r}{hint}; known: {', '.join(sorted(spec))}")
+    return {name: spec[name].check(name, value) for name, value in values.items()}
+
+
+def describe(spec: dict[str, Option] = TRAINING) -> str:
+    """The options as text: name, default, meaning, allowed values (for docstrings and --help)."""
+    return "\n".join(f"    {name} = {option.default!r}: {option.help} [{option.allowed()}]"
+                     for name, option in spec.items())
+
+
+def add_arguments(parser: argparse.ArgumentParser, spec: dict[str, Option]) -> None:
+    """One command-line flag per option (`--batch-size` or `--batch_size`); an unset flag reads as None."""
+    for name, option in spec.items():
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])  # as in the notebooks
+        default = f"default {option.default}" if option.default is not None else "default off/automatic"
+        kw: dict[str, Any] = dict(dest=name, default=None, help=f"{option.help} ({default})")
+        if option.kind is bool and not option.count:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _argument_type(name, option)
+            kw["metavar"] = name.upper()
+        parser.add_argument(*flags, **kw)
+
+
+def _argument_type(name: str, option: Option):
+    """A converter that types a flag's text and checks it, with the option's own message."""
+    def convert(text: str) -> Any:
+        if option.optional and text.lower() in ("none", "off"):
+            return None
+        value: Any = text
+        if option.kind in (int, float) and not option.count:
+            try:
+                value = option.kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {option.allowed()}, got {text!r}") from None
+        try:
+            return option.check(name, value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).replace(f"{name} must", "must", 1)) from None
+    convert.__name__ = name
+    return convert

@@ -1,0 +1,149 @@
+"""Run folders: every run claims a folder of its own, atomically, and a finished result is never overwritten.
+
+A folder holds one run. `claim` takes it for this process (an exclusive lock file, then run.json saying
+what runs there); it refuses a folder that holds a finished run, another process's live run, or, unless
+resuming, an unfinished one; resuming needs the same parameters. `finish` records how the run ended.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from .checks import check_output_dir
+from .files import load_json, save_json
+
+RECORD = "run.json"  # what runs (ran) here: parameters, status, process
+LOCK = ".lock"  # held by the process running here
+
+
+class RunFolderError(ValueError):
+    """The folder cannot be used for this run; the message says why and what to do."""
+
+
+def new_folder(parent: str | Path, stem: str) -> Path:
+    """A new, empty folder PARENT/STEM_DATE-TIME (then -2, -3... if taken), created atomically."""
+    base = f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    Path(parent).mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        path = Path(parent) / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir()  # fails if another run took this name first
+            return path
+        except FileExistsError:
+            continue
+    raise RunFolderError(f"no free folder name under {parent}")
+
+
+def read(folder: str | Path) -> dict | None:
+    """The run record of a folder, or None if it holds none."""
+    path = Path(folder) / RECORD
+    return load_json(path) if path.exists() else None
+
+
+def claim(folder: str | Path, params: dict[str, Any], kind: str, resume: bool = False, hold: bool = True) -> Path:
+    """Take `folder` for a run of `kind` ('train', 'notebook') with `params`; keep the lock while `hold`."""
+    folder = check_output_dir(folder)
+    _lock(folder)
+    try:
+        record = read(folder)
+        if record is None and resume:
+            raise RunFolderError(f"nothing to resume in {folder}: it holds no run; start one without --resume")
+        if record is None:
+            left = [n for n in ("metrics.json", "checkpoints") if (folder / n).exists()]
+            if left:
+                raise RunFolderError(f"{folder} already holds results ({', '.join(left)}); choose another folder, "
+                                     f"or delete it to start again")
+        elif record.get("status") == "finished" or record.get("kind") != kind or not resume:
+            raise RunFolderError(_taken(folder, record))
+        else:
+            differ = changed(record.get("params", {}), params)
+            if differ:
+                raise RunFolderError(f"{folder} holds a run with other parameters; resume it with the same ones "
+                                     f"({differ}), or choose another folder")
+        save_json({"kind": kind, "status": "running", "params": params, "pid": os.getpid(),
+                   "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   **({"resumed": True} if resume else {})}, folder / RECORD)
+    except BaseException:
+        _unlock(folder)
+        raise
+    if not hold:
+        _unlock(folder)
+    return folder
+
+
+def finish(folder: str | Path, status: str, **extra: Any) -> None:
+    """Record how the run ended ('finished', 'interrupted', 'failed: ...') and let the folder go."""
+    folder = Path(folder)
+    record = read(folder) or {}
+    save_json({**record, "status": status, "ended": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}, folder / RECORD)
+    _unlock(folder)
+
+
+def changed(saved: dict, params: dict) -> str:
+    """The parameters that differ, as 'name=saved (not new)', or '' when none does."""
+    norm = json.loads(json.dumps(params, default=str))  # as the record reads back
+    names = sorted(set(saved) | set(norm))
+    return ", ".join(f"{n}={saved.get(n)!r} (not {norm.get(n)!r})" for n in names if saved.get(n) != norm.get(n))
+
+
+def _taken(folder: Path, record: dict) -> str:
+    status = record.get("status", "unknown")
+    if status == "finished":
+        return (f"{folder} already holds a finished run (started {record.get('started')}); its results are kept: "
+                f"choose another folder, or delete it to run again")
+    if record.get("kind") == "train":
+        return (f"{folder} holds an unfinished training run ({status}); continue it with --resume (same "
+                f"parameters), or delete the folder to start again")
+    return (f"{folder} already holds the results of an earlier run ({record.get('kind')}, {status}, started "
+            f"{record.get('started')}); choose another output folder, or delete it to run again")
+
+
+def _lock(folder: Path) -> None:
+    """Create FOLDER/.lock exclusively; a lock left by a dead process (or this one) is taken over."""
+    path = folder / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _read_lock(path)
+            if owner is not None and _alive(owner):
+                raise RunFolderError(f"{folder} is in use by another run (process {owner['pid']} on "
+                                     f"{owner['host']}); wait for it, or choose another folder") from None
+            path.unlink(missing_ok=True)  # its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
+        return
+    raise RunFolderError(f"{folder} is being claimed by another run at this moment; try again")
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # half-written by a process that died
+
+
+def _alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's process: cannot tell, so assume it runs
+    if owner.get("pid") == os.getpid():
+        return False  # an earlier run of this same process (a notebook kernel) that ended
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, KeyError):
+        return True
+    return True
+
+
+def _unlock(folder: Path) -> None:
+    path = folder / LOCK
+    owner = _read_lock(path)
+    if owner is None or owner.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
