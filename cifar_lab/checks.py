@@ -43,20 +43,20 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_output_dir(path: Any) -> Path:
+def check_output_dir(path: Any, name: str = "output_dir") -> Path:
     """Create `path` if needed and check that files can be written in it."""
     if not isinstance(path, (str, Path)) or not str(path):
-        raise ValueError(f"output_dir must be a folder path, got {_type_name(path)}")
+        raise ValueError(f"{name} must be a folder path, got {_type_name(path)}")
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"output_dir {path} is a file, not a folder")
+        raise ValueError(f"{name} {path} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write_test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"output_dir {path} cannot be written ({e.strerror or e}); choose another folder") from e
+        raise ValueError(f"{name} {path} cannot be written ({e.strerror or e}); choose another folder") from e
     return path
 
 

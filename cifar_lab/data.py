@@ -113,8 +113,12 @@ def find_cifar10(data_dir: str | Path | None = None, download: bool = True) -> P
     names = TRAIN_FILES + TEST_FILES + [META_FILE]
     if all((folder / n).is_file() for n in names):
         return folder
+    missing = [n for n in names if not (folder / n).is_file()]
     if download:
-        download_cifar10(folder.parent)
+        try:
+            download_cifar10(folder.parent)
+        except CifarDataError as e:
+            raise CifarDataError(f"{e}\nMissing before the download: {', '.join(missing)}.") from e
         if all((folder / n).is_file() for n in names):
             return folder
     missing = [n for n in names if not (folder / n).is_file()]

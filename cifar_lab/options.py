@@ -40,8 +40,8 @@ class Option:
         if self.kind is str:
             if self.choices and (not isinstance(value, str) or value.lower() not in self.choices):
                 raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(self.choices)}")
-            if not isinstance(value, str):
-                raise ValueError(f"{name} must be text, got {_shown(value)}")
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be non-empty text, got {_shown(value)}")
             return value.lower() if self.choices else value
         number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
         if self.kind is int and not isinstance(value, int):

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if set(params) - known:
             raise ValueError(f"no notebook among {', '.join(names)} has a parameter "
                              f"{', '.join(map(repr, sorted(set(params) - known)))}; known: {', '.join(sorted(known))}")
-        reports = check_output_dir(args.reports or ROOT / "reports" / ("quick" if args.quick else ""))
+        reports = check_output_dir(args.reports or ROOT / "reports" / ("quick" if args.quick else ""), "--reports")
         if params.get("quick") and not _quick_reports(reports):
             raise ValueError(f"{reports} holds real-data reports: quick mode never replaces them; "
                              f"use --reports {reports / 'quick'}")

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import notebooks, runs
+from .checks import check_output_dir
 from .files import load_json, save_json
 from .notebooks import parse_value
 
@@ -271,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         p.error(f"--jobs must be >= 1, got {jobs}")
-    out = Path(args.output_dir or f"runs/sweep_{notebook.stem if notebook else fixed.get('model', 'cnn')}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out = check_output_dir(args.output_dir or f"runs/sweep_{notebook.stem if notebook else fixed.get('model', 'cnn')}", "--output-dir")
+    except ValueError as e:
+        p.error(str(e))
 
     runs = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
     try:

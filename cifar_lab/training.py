@@ -16,6 +16,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import devices, distributed
+from .checks import check_output_dir
 from .checkpoints import describe_model, load_checkpoint, save_checkpoint
 from .data import CIFAR10Data
 from .evaluate import predict
@@ -164,7 +165,7 @@ def _setup(model, data, opt, device, checkpoint_dir, progress, verbose) -> _Trai
     history = History(info=dict(params=opt, seed=opt["seed"], device=str(device), precision=precision,
                                 processes=world, model=describe_model(model), data=repr(data),
                                 environment=environment_info(), status="running"))
-    out = Path(checkpoint_dir) if checkpoint_dir is not None and rank == 0 else None
+    out = check_output_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None and rank == 0 else None
     return _Training(model, distributed.wrap(model, device), opt, device, precision, train_loader,
                      data.loader("val", 500, **shard), nn.CrossEntropyLoss(label_smoothing=opt["label_smoothing"]),
                      optimizer, scheduler, per_step, devices.autocast(device, precision),

@@ -41,7 +41,7 @@ def test_training_sweep_runs_in_parallel_keeps_good_runs_and_names_the_failed_on
     assert sweep.main(args) == 1
     printed = capsys.readouterr().out
     assert "2 of 4 runs FAILED" in printed and "seed=0,cutout=-1" in printed
-    assert "cutout must be an integer >= 0" in printed  # the failed run's own message
+    assert "argument --cutout: must be an integer >= 0 and <= 32, got -1" in printed  # the failed run's own message
     for seed in (0, 1):
         metrics = json.loads((out / f"seed={seed},cutout=0" / "metrics.json").read_text())
         assert metrics["params"]["seed"] == seed

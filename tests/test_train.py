@@ -231,3 +231,22 @@ def test_no_float64_tensor_is_made_on_the_training_device(fake_data):
     with Watch():
         fit(model, fake_data, epochs=1, ema=0.9, **QUICK)
     assert made == []
+
+
+def test_a_full_disk_ends_in_one_plain_sentence_and_keeps_the_old_file(tmp_path):
+    import errno
+
+    from cifar_lab.files import DiskFullError
+    path = atomic_write(tmp_path / "last.pt", lambda f: f.write(b"good"))
+
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(DiskFullError, match="no space left on the disk to write .*last.pt.*resume it"):
+        atomic_write(path, full)
+    assert path.read_bytes() == b"good"
+
+
+def test_a_file_as_checkpoint_folder_is_refused_before_training(fake_data, tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        fit(small_cnn(), fake_data, epochs=1, checkpoint_dir=tmp_path / "f", **QUICK)
