@@ -70,7 +70,8 @@ class Run:
             return f"{self.notebook}: {self.data.describe()}; device {self.device}; {where}"
         bar = "!" * 78
         used = ", ".join(f"{k}={v}" for k, v in self.params.items() if k in ("epochs", "seeds", "train_size"))
-        return (f"{bar}\n!!  QUICK MODE: {self.data.describe()}\n"
+        why = "quick=True" if self.params.get("quick") else f"${QUICK_ENV} is set"
+        return (f"{bar}\n!!  QUICK MODE ({why}): {self.data.describe()}\n"
                 f"!!  run with {used or 'epochs=1'}. The numbers below only show that the code runs;\n"
                 f"!!  they say nothing about CIFAR-10. For real results: quick=False and ${QUICK_ENV} unset.\n"
                 f"!!  {where}\n{bar}")

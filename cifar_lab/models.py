@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_choice
+from .checks import check_choice, check_int
 from .files import socket_timeout
 from .options import MODEL, check
 
@@ -169,6 +169,7 @@ def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: 
     from torchvision.models import ResNet18_Weights, resnet18
 
     stem = check_choice("stem", stem, RESNET18_STEMS)
+    check_int("num_classes", num_classes, minimum=2)
     if not pretrained:
         model = resnet18()
     else:

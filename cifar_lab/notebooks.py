@@ -58,7 +58,7 @@ def execute(notebook: Path, executed: Path, params: dict, log: Path,
     for k, v in params.items():
         args += ["-p", k, str(v)]
     with open(log, "w") as out, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                                 env=_child_env(env), **_die_with_parent()) as child:
+                                                 env=_child_env(env), **die_with_parent()) as child:
         for line in child.stdout:
             out.write(line)
             text = line.split(" - ", 2)[-1].strip() if " - " in line else line.strip()  # papermill's log prefix
@@ -72,7 +72,7 @@ def _child_env(env: dict | None) -> dict:
     return {**(env or os.environ), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def _die_with_parent() -> dict:
+def die_with_parent() -> dict:
     """On Linux, a child ends when the command that started it dies (no orphan keeps training)."""
     if not sys.platform.startswith("linux"):
         return {}

@@ -29,17 +29,25 @@ def _finish(fig, save: str | Path | None):
     return fig
 
 
-def to_display(images: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None) -> np.ndarray:
-    """uint8 (N, 3, H, W), or normalised floats with their mean/std, as floats (N, H, W, 3) in 0..1 for imshow."""
+def to_display(images: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None,
+               rescale: bool = False) -> np.ndarray:
+    """Images as floats (N, H, W, 3) in 0..1 for imshow: uint8 as they are; normalised floats un-normalised
+    with their mean/std, or, with `rescale`, each image's channels stretched to 0..1 (what the network sees)."""
     x = images.detach().cpu().float()
-    x = x * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1) if mean is not None else x / 255
+    if rescale:
+        low, high = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)  # (N, C, 1, 1)
+        x = (x - low) / (high - low).clamp_min(1e-6)
+    elif mean is not None:
+        x = x * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)
+    elif images.dtype == torch.uint8:
+        x = x / 255
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
 
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
-               title: str = "", mean=None, std=None, save=None):
+               title: str = "", mean=None, std=None, rescale: bool = False, save=None):
     """A grid of images, each with an optional title."""
-    pics = to_display(images, mean, std)
+    pics = to_display(images, mean, std, rescale)
     nrows = max(-(-len(pics) // ncols), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), layout="constrained", squeeze=False)
     for i, ax in enumerate(axes.flat):

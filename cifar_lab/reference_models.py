@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .checks import check_int
-from .models import RESNET18_STEMS, torchvision_resnet18
+from .models import torchvision_resnet18
 
 # --------------------------------------------------------------------------------------------------
 # 000: regularised 3-conv CNN

@@ -146,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         try:
             page = run_notebook(name, params, reports, show=lambda line: print(f"    {name}: {line}", flush=True))
-            print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f}s: {page}", flush=True)
+            models = notebooks.read_metrics(reports / name / "metrics.json").get("models", {})
+            scores = ", ".join(f"{m} {v['test_acc']:.2%}" for m, v in models.items()) or "no model trained"
+            print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f} s: test accuracy {scores}; "
+                  f"{page}", flush=True)
         except KeyboardInterrupt:
             print(f"[{i}/{len(names)}] {name} interrupted; earlier results kept", flush=True)
             failed.append(name)

@@ -121,7 +121,7 @@ def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook
     else:
         with open(run_dir / "log.txt", "w") as log:
             code = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  **notebooks._die_with_parent()).returncode
+                                  **notebooks.die_with_parent()).returncode
     ok = code == 0 and (run_dir / "metrics.json").exists()
     record.update(status="ok" if ok else "failed", returncode=code, seconds=time.perf_counter() - t0)
     if not ok:

@@ -18,7 +18,7 @@ import sys
 
 from . import course, distributed, plots, runs
 from .evaluate import evaluate
-from .options import MODEL, MODEL_USERS, RUN, TRAINING, add_arguments, check
+from .options import MODEL, MODEL_USERS, RUN, TRAINING, add_arguments
 from .recipes import RECIPES, build_model, get_recipe, training_options
 from .data import CifarDataError
 from .training import fit

@@ -174,3 +174,12 @@ def test_a_short_or_copied_batch_file_is_refused(fake_root, tmp_path):
     shutil.copy(root / FOLDER / "data_batch_1", root / FOLDER / "data_batch_4")
     with pytest.raises(CifarDataError, match="data_batch_4 holds the same images as data_batch_1"):
         load_cifar10(root, download=False)
+
+
+def test_an_epochs_augmentation_is_drawn_once_not_per_step(fake_data, monkeypatch):
+    """On a GPU every small host-to-device copy per step is a sync: the loader makes one per epoch."""
+    from cifar_lab import loader
+    calls, real = [], loader.draw_augmentation
+    monkeypatch.setattr(loader, "draw_augmentation", lambda *a, **k: (calls.append(a[0]), real(*a, **k))[1])
+    batches = list(fake_data.loader("train", batch_size=64, crop_padding=4, flip=True, cutout=8))
+    assert len(batches) == 14 and calls == [900]  # one draw for the epoch's 900 images

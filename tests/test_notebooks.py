@@ -100,11 +100,21 @@ def test_the_notebooks_parameters_agree_with_the_library_recipes():
         assert {k: eval(declared[k]) for k in shared} == {k: recipe.training[k] for k in shared}, name
 
 
-def test_a_second_run_into_the_same_folder_is_refused_and_the_first_kept(tmp_path):
-    out = tmp_path / "out"
-    execute("00_data_analysis", tmp_path, quick=True, output_dir=str(out))
-    before = (out / "metrics.json").read_bytes()
+def test_runs_never_share_a_folder_and_a_used_one_is_refused(tmp_path):
+    """A notebook run with its default folder, then a second run pointed at that folder: the first is kept."""
+    pm.execute_notebook(str(NOTEBOOKS / "00_data_analysis.ipynb"), str(tmp_path / "a.ipynb"),
+                        parameters=dict(quick=True), cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    (first,) = (tmp_path / "outputs" / "quick" / "00_data_analysis").iterdir()  # a new, dated folder
+    before = (first / "metrics.json").read_bytes()
     with pytest.raises(pm.PapermillExecutionError) as e:
-        execute("00_data_analysis", tmp_path, quick=True, output_dir=str(out))
+        execute("00_data_analysis", tmp_path, quick=True, output_dir=str(first))
     assert "already holds the results of an earlier run" in str(e.value)
-    assert (out / "metrics.json").read_bytes() == before
+    assert (first / "metrics.json").read_bytes() == before
+
+
+def test_the_colab_badge_and_install_cell_use_pyprojects_repository():
+    from cifar_lab import colab
+    want = colab.notebook_sources(colab.repository())
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        text = colab.sources(path)
+        assert want["badge"] + path.name in text and want["install"] in text, path.name

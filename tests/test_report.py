@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from cifar_lab import report
 
 
@@ -22,3 +24,18 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
 
 def test_parameters_are_typed_like_papermill():
     assert [report.parse_value(v) for v in ("3", "0.1", "True", "None", "ten")] == [3, 0.1, True, None, "ten"]
+
+
+def test_quick_mode_never_replaces_real_data_reports(tmp_path):
+    real = tmp_path / "reports" / "01_mlp"
+    real.mkdir(parents=True)
+    (real / "metrics.json").write_text(json.dumps({"notebook": "01_mlp", "quick": False, "models": {}}))
+    with pytest.raises(SystemExit):
+        report.main(["--quick", "--only", "01_mlp", "--reports", str(tmp_path / "reports")])
+    assert json.loads((real / "metrics.json").read_text())["quick"] is False
+
+
+def test_a_misspelt_parameter_is_an_error_not_ignored(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report.main(["--quick", "--only", "01_mlp", "-p", "epoch", "5", "--reports", str(tmp_path)])
+    assert "has a parameter 'epoch'" in capsys.readouterr().err

@@ -79,3 +79,32 @@ def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):
     assert "03_regularization.ipynb has no parameter 'model'" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="run python -m cifar_lab.sweep first"):
         sweep.load_summary(tmp_path / "nothing")
+
+
+def test_a_child_run_ends_when_the_sweep_is_killed(tmp_path):
+    """Killing only the sweep must not leave its trainer running on as an orphan (Linux)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from cifar_lab.notebooks import die_with_parent\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], **die_with_parent())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its parent")

@@ -1,11 +1,10 @@
 import math
 import os
-import warnings
 
 import pytest
 import torch
 
-from cifar_lab import (History, TrainingDiverged, TrainingInterrupted, evaluate, fit, get_device, load_checkpoint,
+from cifar_lab import (History, TrainingDiverged, TrainingInterrupted, evaluate, fit, load_checkpoint,
                        make_model, save_checkpoint, set_seed)
 from cifar_lab.files import atomic_write
 
@@ -141,19 +140,6 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # a normal file, readable by the group
-
-
-def test_missing_cuda_falls_back_with_a_warning_or_errors_when_insisted(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.warns(UserWarning, match="not available"):
-        assert get_device("cuda").type in ("cpu", "mps")
-    with pytest.raises(RuntimeError, match="not available"):
-        get_device("cuda", strict=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert get_device("cpu").type == "cpu"
-    with pytest.raises(ValueError, match="valid: cuda, mps, cpu"):
-        get_device("tpu")
 
 
 def test_weight_averaging_is_validated_kept_and_resumed(fake_data, tmp_path):
