@@ -108,6 +108,8 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
           claim: bool = True) -> Run:
     """Check a notebook's parameters, take a fresh output folder, seed, pick the device, load the data."""
     params = check(notebook_parameters(namespace), ALL)
+    if recipe:  # the recipe's data options (validation size, normalisation) unless given
+        params = {**check(get_recipe(recipe).data, ALL), **params}
     quick = quick_mode(params.get("quick", False))
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
@@ -149,6 +151,8 @@ def _load(params: dict, quick: bool, seed: int) -> CIFAR10Data:
         data = load_cifar10(root, val_size=50, seed=seed, download=False)
     else:
         data = load_cifar10(params.get("data_dir"), val_size=params.get("val_size", 5000), seed=seed)
+    if params.get("normalization") == "half":  # as transforms.Normalize((0.5,) * 3, (0.5,) * 3)
+        data = data.normalized(0.5, 0.5)
     train_size = params.get("train_size")
     return data.subset(min(train_size, len(data.train_labels))) if train_size else data
 

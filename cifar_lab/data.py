@@ -164,6 +164,10 @@ class CIFAR10Data:
         sizes = ", ".join(f"{len(self.split(s)[1]):,} {s}" for s in ("train", "val", "test"))
         return f"{self.origin}: {sizes}"
 
+    def normalized(self, mean: float, std: float) -> "CIFAR10Data":
+        """The same data, normalised with a fixed mean and std for every channel (0..1 scale)."""
+        return dataclasses.replace(self, mean=torch.full((3,), float(mean)), std=torch.full((3,), float(std)))
+
     def subset(self, train_size: int) -> "CIFAR10Data":
         """The same data with only the first `train_size` training images (the split is already shuffled)."""
         images, labels = self.train_images[:train_size], self.train_labels[:train_size]

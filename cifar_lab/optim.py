@@ -22,7 +22,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, opt: dict, steps_per_epoch:
     name, epochs = opt["scheduler"], opt["epochs"]
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt["lr"], total_steps=epochs * steps_per_epoch,
-                                                   pct_start=0.25, div_factor=10, final_div_factor=100), True
+                                                   pct_start=opt["warmup_fraction"], div_factor=opt["div_factor"],
+                                                   final_div_factor=opt["final_div_factor"]), True
     if name == "step":
         step_size = opt["step_size"] or max(epochs // 3, 1)
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=opt["gamma"]), False

@@ -32,7 +32,7 @@ class Option:
         if value is None and self.optional:
             return None
         if self.count:
-            return _widths(name, value, self.count)
+            return _widths(name, value, self.count) if self.kind is int else self._numbers(name, value)
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False, got {_shown(value)}")
@@ -50,6 +50,17 @@ class Option:
             raise ValueError(f"{name} must be {self.allowed()}, got {_shown(value)}")
         return self.kind(value)
 
+    def _numbers(self, name: str, value: Any) -> tuple[float, ...]:
+        """'0.02,0.33' or a pair of numbers, each within the bounds, as a tuple of floats."""
+        parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (tuple, list)) else []
+        try:
+            numbers = tuple(float(p) for p in parts)
+        except (TypeError, ValueError):
+            numbers = ()
+        if len(numbers) != self.count or not all(self._in_range(v) for v in numbers) or list(numbers) != sorted(numbers):
+            raise ValueError(f"{name} must be {self.allowed()}, got {value!r}")
+        return numbers
+
     def _in_range(self, v: float) -> bool:
         low_ok = self.low is None or (v > self.low if self.open_low else v >= self.low)
         high_ok = self.high is None or (v < self.high if self.open_high else v <= self.high)
@@ -57,8 +68,10 @@ class Option:
 
     def allowed(self) -> str:
         """The allowed values in words, e.g. 'a number > 0 and < 1'."""
-        if self.count:
+        if self.count and self.kind is int:
             return f"{self.count} positive integers separated by commas"
+        if self.count:
+            return f"{self.count} increasing numbers in [{self.low}, {self.high}] separated by commas"
         if self.kind is bool:
             return "True or False"
         if self.choices:
@@ -100,6 +113,10 @@ TRAINING = {  # fit's options
                            low=0.0, high=1.0),
     "label_smoothing": Option(0.0, "probability mass of the loss target spread over the wrong classes", float,
                               low=0.0, high=0.5),
+    "warmup_fraction": Option(0.25, "one-cycle: fraction of the steps spent raising the LR", float, low=0.0,
+                              high=1.0, open_low=True, open_high=True),
+    "div_factor": Option(10.0, "one-cycle: the peak LR over the starting LR", float, low=1.0),
+    "final_div_factor": Option(100.0, "one-cycle: the starting LR over the final LR", float, low=1.0),
     "scheduler": Option("onecycle", "learning-rate schedule: onecycle (per step), step, plateau (per epoch) "
                         "or none", str, choices=("onecycle", "step", "plateau", "none")),
     "step_size": Option(None, "StepLR: epochs between LR drops (None: a third of the epochs)", int, low=1,
@@ -113,6 +130,19 @@ TRAINING = {  # fit's options
     "crop_padding": Option(4, "random crop after zero padding, in pixels (0: off)", int, low=0, high=16),
     "flip": Option(True, "random horizontal flip", bool),
     "cutout": Option(0, "side of a random erased square, in pixels (0: off)", int, low=0, high=32),
+    "padding_mode": Option("zeros", "how the random crop pads: zeros (black) or reflect", str,
+                           choices=("zeros", "reflect")),
+    "brightness": Option(0.0, "colour jitter: brightness factor in [1 - b, 1 + b] (0: off)", float, low=0.0, high=1.0),
+    "contrast": Option(0.0, "colour jitter: contrast factor in [1 - c, 1 + c] (0: off)", float, low=0.0, high=1.0),
+    "saturation": Option(0.0, "colour jitter: saturation factor in [1 - s, 1 + s] (0: off)", float, low=0.0,
+                         high=1.0),
+    "hue": Option(0.0, "colour jitter: hue shift in [-h, h] of a full turn (0: off)", float, low=0.0, high=0.5),
+    "rotation": Option(0.0, "random rotation up to this many degrees either way (0: off)", float, low=0.0,
+                       high=180.0),
+    "erasing": Option(0.0, "probability of random erasing of a rectangle, after normalisation (0: off)", float,
+                      low=0.0, high=1.0),
+    "erasing_scale": Option((0.02, 0.33), "random erasing: smallest and largest erased fraction of the image",
+                            float, low=0.0, high=1.0, open_low=True, count=2),
     "early_stopping": Option(None, "stop after this many epochs without improvement of `monitor` (None: off)",
                              int, low=1, optional=True),
     "monitor": Option("val_acc", "what early stopping and the best checkpoint follow: val_acc or val_loss", str,
@@ -145,6 +175,8 @@ RUN = {  # what a notebook or command needs around training
                        "checkout)", str, optional=True),
     "output_dir": Option(None, "results folder, new or empty (None: a new dated folder)", str, optional=True),
     "val_size": Option(5000, "training images held out for validation", int, low=1, high=49_000),
+    "normalization": Option("split", "per-channel mean/std: the training split's (split) or 0.5/0.5 (half)",
+                            str, choices=("split", "half")),
     "train_size": Option(None, "training images used, of those not held out (None: all)", int, low=100,
                          optional=True),
     "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
@@ -158,6 +190,8 @@ RUN = {  # what a notebook or command needs around training
 }
 
 ALL = {**TRAINING, **MODEL, **RUN}
+AUGMENTATION = ("crop_padding", "flip", "cutout", "padding_mode", "brightness", "contrast", "saturation", "hue",
+                "rotation", "erasing", "erasing_scale")  # the training options the batch loader applies
 
 
 def defaults(spec: dict[str, Option] = TRAINING) -> dict[str, Any]:

@@ -3,6 +3,7 @@
     python -m cifar_lab.train --model cnn --epochs 20                 # one process, best device
     torchrun --nproc_per_node=2 -m cifar_lab.train --model cnn --epochs 5 --batch-size 128
     python -m cifar_lab.train --model mlp --quick                     # synthetic data, 1 epoch
+    python -m cifar_lab.train --recipe 001 --epochs 50                # a reference report's recipe
 
 Each model trains with its recipe (the notebooks' settings); a flag overrides one option.
 `--batch-size` is images per optimisation step over all processes. Results go to a folder of their own
@@ -23,14 +24,15 @@ from .recipes import RECIPES, build_model, get_recipe, training_options
 from .data import CifarDataError
 from .training import fit
 
-COMMAND_RUN_OPTIONS = ("val_size", "train_size", "tta", "data_dir", "output_dir", "quick")
+COMMAND_RUN_OPTIONS = ("val_size", "train_size", "normalization", "tta", "data_dir", "output_dir", "quick")
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line of `python -m cifar_lab.train`, generated from the option tables."""
     p = argparse.ArgumentParser(prog="python -m cifar_lab.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="cnn", help=f"a recipe: {', '.join(RECIPES)} (default cnn)")
+    p.add_argument("--recipe", "--model", dest="model", default="cnn",
+                   help="a recipe (default cnn): " + "; ".join(f"{k} ({r.source})" for k, r in RECIPES.items()))
     add_arguments(p.add_argument_group("training options (default: the model's recipe)"), TRAINING)
     add_arguments(p.add_argument_group("model options"), MODEL)
     add_arguments(p.add_argument_group("run"), {k: RUN[k] for k in COMMAND_RUN_OPTIONS})
@@ -45,7 +47,7 @@ def plan(args: argparse.Namespace) -> tuple:
     given = {k: getattr(args, k) for k in TRAINING}
     options = {k: getattr(args, k) for k in MODEL if getattr(args, k) is not None}
     for name in options:
-        if recipe.model not in MODEL_USERS[name]:
+        if recipe.model not in MODEL_USERS[name] and name not in recipe.model_options:
             raise ValueError(f"--{name.replace('_', '-')} applies to {', '.join(MODEL_USERS[name])}, "
                              f"not to {args.model}")
     run = {k: getattr(args, k) for k in COMMAND_RUN_OPTIONS if getattr(args, k) is not None}
@@ -58,7 +60,7 @@ def run_training(args: argparse.Namespace) -> dict:
     notebook = f"train_{args.model}"
     if distributed.local_rank() != 0:
         distributed.barrier()  # each machine's first rank loads (downloads) the data alone
-    run = course.start(notebook, {**fit_kw, **model_options, **run_params}, resume=args.resume,
+    run = course.start(notebook, {**fit_kw, **model_options, **run_params}, args.model, resume=args.resume,
                        claim=distributed.is_main())
     if distributed.local_rank() == 0:
         distributed.barrier()

@@ -23,7 +23,7 @@ from .evaluate import predict
 from .files import environment_info
 from .history import History
 from .optim import make_optimizer, make_scheduler
-from .options import TRAINING, check, defaults, describe
+from .options import AUGMENTATION, TRAINING, check, defaults, describe
 
 
 class TrainingDiverged(RuntimeError):
@@ -154,8 +154,8 @@ def _setup(model, data, opt, device, checkpoint_dir, progress, verbose) -> _Trai
     channels_last = devices.use_channels_last(device.type, any(isinstance(m, nn.Conv2d) for m in model.modules()))
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     shard = dict(rank=rank, world_size=world, device=device, channels_last=channels_last)
-    train_loader = data.loader("train", opt["batch_size"], crop_padding=opt["crop_padding"], flip=opt["flip"],
-                               cutout=opt["cutout"], seed=opt["seed"], **shard)
+    train_loader = data.loader("train", opt["batch_size"], **{k: opt[k] for k in AUGMENTATION}, seed=opt["seed"],
+                               **shard)
     _check_output(model, data, device)
     precision = devices.precision_for(device)
     optimizer = make_optimizer(model, opt)
