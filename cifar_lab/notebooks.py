@@ -34,7 +34,12 @@ def declared(notebook: Path) -> dict:
 
 
 def parse_value(text: str):
-    """A -p value typed as papermill's CLI types it: int, float, bool, None, else str."""
+    """A -p value typed as papermill's CLI types it: int, float, bool, None, else str.
+
+    Digits with a leading zero ('002', a recipe's name) stay text.
+    """
+    if len(text) > 1 and text.startswith("0") and text.isdigit():
+        return text
     for cast in (int, float):
         try:
             return cast(text)

@@ -72,7 +72,8 @@ def run_training(args: argparse.Namespace) -> dict:
     last = run.path("checkpoints") / "last.pt"
     try:
         history = fit(model, run.data, **fit_kw, checkpoint_dir=run.path("checkpoints"), device=args.device,
-                      resume=last if args.resume and last.exists() else None)
+                      resume=last if args.resume and last.exists() else None,
+                      progress=sys.stderr.isatty())  # a bar on a terminal; one line per epoch in a log
     except BaseException as e:  # the folder stays an unfinished run, to continue with --resume
         if distributed.is_main():
             runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")

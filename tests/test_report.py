@@ -24,6 +24,7 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
 
 def test_parameters_are_typed_like_papermill():
     assert [report.parse_value(v) for v in ("3", "0.1", "True", "None", "ten")] == [3, 0.1, True, None, "ten"]
+    assert report.parse_value("002") == "002" and report.parse_value("0") == 0  # a recipe's name stays a name
 
 
 def test_quick_mode_never_replaces_real_data_reports(tmp_path):
