@@ -24,7 +24,7 @@ from .fake import make_fake_cifar10
 from .files import environment_info, save_json
 from .models import flops_per_image, make_model
 from .optim import make_optimizer
-from .options import defaults
+from .options import TRAINING, add_arguments, default, defaults
 from .training import train_step
 
 
@@ -33,6 +33,7 @@ def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.d
     """Best dense matmul FLOP/s of a few timed n x n products."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
+    devices.synchronize(device)  # the inputs are made before the clock starts
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
@@ -49,6 +50,7 @@ def images_per_second(batches, steps: int, warmup: int, step=None,
         x, y = next(it)
         if step:
             step(x, y)
+    devices.synchronize(device)  # the warm-up's queued work is not timed
     seen, t0 = 0, time.perf_counter()
     for _ in range(steps):
         x, y = next(it)
@@ -89,8 +91,9 @@ def lab_step(model: nn.Module, device: torch.device):
     return lambda x, y: train_step(model, x, y, loss_fn, opt, autocast, scaler)
 
 
-def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = 128, num_workers: int = 2,
-                     val_size: int = 5000, seed: int = 0, download: bool = True):
+def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = default("batch_size"),
+                     num_workers: int = 2, val_size: int = default("val_size"), seed: int = default("seed"),
+                     download: bool = True):
     """The usual course-material path: torchvision `CIFAR10` + PIL transforms + `DataLoader`.
 
     Returns (train_loader, val_loader, test_loader). The files are checked by content
@@ -127,11 +130,12 @@ def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = 128, 
             DataLoader(val_set, shuffle=False, **kw), DataLoader(test_set, shuffle=False, **kw))
 
 
-def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = 128, pipeline_steps: int = 60,
-        train_steps: int = 25, rounds: int = 2, quick: bool = False, verbose: bool = True) -> dict:
+def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = default("batch_size"),
+        pipeline_steps: int = 60, train_steps: int = 25, rounds: int = 2, quick: bool = False, verbose: bool = True) -> dict:
     """Run every measurement and return the results (see module docstring)."""
     say = print if verbose else (lambda *a, **k: None)
     device = devices.get_device()
+    devices.configure(device)  # cudnn.benchmark as `fit` sets it
     try:
         folder, source = find_cifar10(data_dir, download=False), "CIFAR-10 files in the data folder"
     except CifarDataError:
@@ -195,12 +199,13 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py/")
     parser.add_argument("--models", default="mlp,cnn,resnet9", help="comma-separated model names")
-    parser.add_argument("--batch-size", type=int, default=128)
+    add_arguments(parser, {"batch_size": TRAINING["batch_size"]})  # the training option, checked the same way
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best of each counts")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     args = parser.parse_args(argv)
     kwargs = dict(pipeline_steps=3, train_steps=2, rounds=1) if args.quick else dict(rounds=args.rounds)
-    result = run(args.data_dir, tuple(m.strip() for m in args.models.split(",")), args.batch_size,
+    batch_size = args.batch_size or default("batch_size")
+    result = run(args.data_dir, tuple(m.strip() for m in args.models.split(",")), batch_size,
                  quick=args.quick, **kwargs)
     if args.json:
         print(f"wrote {save_json(result, args.json)}")

@@ -1,6 +1,8 @@
 """Early, plain-worded checks of user parameters (papermill passes `-p` values as str, int, float or bool)."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -52,9 +54,9 @@ def check_output_dir(path: Any, name: str = "output_dir") -> Path:
         raise ValueError(f"{name} {path} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)  # a name of its own: runs may start at once
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
         raise ValueError(f"{name} {path} cannot be written ({e.strerror or e}); choose another folder") from e
     return path

@@ -7,6 +7,7 @@ parameters cell's values (and papermill's) are read from the notebook's globals 
 """
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from . import runs
+from .notebooks import RESULTS_AS, ROOT, declared, source
 from .data import CIFAR10Data, load_cifar10
 from .devices import get_device, set_seed
 from .evaluate import EvalResult
@@ -24,7 +26,7 @@ from .fake import make_fake_cifar10
 from .files import environment_info, save_json
 from .history import History
 from .models import count_parameters, flops_per_image
-from .options import ALL, TRAINING, check
+from .options import ALL, TRAINING, check, default, defaults
 from .recipes import get_recipe, training_options
 
 QUICK_ENV = "CIFAR_LAB_QUICK"  # "1": every notebook runs in quick mode (CI, the browser test)
@@ -41,12 +43,49 @@ def quick_mode(quick: bool = False) -> bool:
     return bool(quick) or value in _TRUE
 
 
-def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The parameters among a notebook's globals: every public name bound to a number, text, bool or None."""
+def notebook_parameters(namespace: dict[str, Any], notebook: str | None = None) -> dict[str, Any]:
+    """The parameters among a notebook's globals: those its parameters cell declares, plus papermill's.
+
+    A name papermill injected that the notebook does not declare (`-p epoch 5`) is a ValueError naming the
+    closest one. Without the notebook's source, every public name bound to a number, text, bool or None.
+    """
     if "__name__" not in namespace:  # already a dict of parameters
         return dict(namespace)
-    return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
+    scalars = {k: v for k, v in namespace.items()
+               if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))}
+    declared = _declared(notebook)
+    if declared is None:
+        return scalars
+    unknown = sorted(_injected(namespace) - set(declared))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], declared, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown parameter {unknown[0]!r}{hint}: {notebook} has no such parameter; its "
+                         f"parameters: {', '.join(declared)}")
+    return {k: scalars[k] for k in declared if k in scalars}
+
+
+def _declared(notebook: str | None) -> list[str] | None:
+    """The names a course notebook's parameters cell declares, or None when it is not one of the course's."""
+    try:
+        return list(declared(source(notebook))) if notebook else None
+    except (ValueError, ImportError):  # not a course notebook, or papermill is not installed
+        return None
+
+
+def _injected(namespace: dict[str, Any]) -> set[str]:
+    """Names assigned in the cell papermill injects ("# Parameters"), read from IPython's input history."""
+    import ast
+    names = set()
+    for source in namespace.get("In", []):
+        if isinstance(source, str) and source.lstrip().startswith("# Parameters"):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            names |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                      if isinstance(t, ast.Name)}
+    return names
 
 
 @dataclass
@@ -64,8 +103,16 @@ class Run:
     extra: dict = field(default_factory=dict)  # anything else worth keeping (saved at the top level)
 
     @property
+    def shown_dir(self) -> str:
+        """The results folder as a reader should see it: where a report puts it, else relative to the checkout."""
+        if os.environ.get(RESULTS_AS):
+            return os.environ[RESULTS_AS]
+        folder = Path(self.output_dir).resolve()
+        return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
+
+    @property
     def banner(self) -> str:
-        where = f"results in {self.output_dir}"
+        where = f"results in {self.shown_dir}"
         if not self.quick:
             return f"{self.notebook}: {self.data.describe()}; device {self.device}; {where}"
         bar = "!" * 78
@@ -75,6 +122,18 @@ class Run:
                 f"!!  run with {used or 'epochs=1'}. The numbers below only show that the code runs;\n"
                 f"!!  they say nothing about CIFAR-10. For real results: quick=False and ${QUICK_ENV} unset.\n"
                 f"!!  {where}\n{bar}")
+
+    def parameters_table(self) -> "pd.DataFrame":
+        """The parameters this run really uses, with its data and device: a table to show at the top."""
+        import pandas as pd
+        given = {k: v for k, v in self.params.items() if k != "output_dir"}  # shown below as the reader sees it
+        rows = {**given, "data": self.data.describe(), "device": self.device, "output folder": self.shown_dir}
+        return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="parameter"))
+
+    def data_for(self, recipe: str, train_size: int | None = None) -> CIFAR10Data:
+        """The data as a recipe wants it (its validation size and normalisation), in this run's mode."""
+        options = {**self.params, **check(get_recipe(recipe).data, ALL), "train_size": train_size}
+        return _load(options, self.quick, self.params.get("seed", 0))
 
     def path(self, name: str) -> Path:
         """A file in this run's output folder (for figures: `run.path('curves.png')`)."""
@@ -107,24 +166,28 @@ class Run:
 def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *, resume: bool = False,
           claim: bool = True) -> Run:
     """Check a notebook's parameters, take a fresh output folder, seed, pick the device, load the data."""
-    params = check(notebook_parameters(namespace), ALL)
+    params = check(notebook_parameters(namespace, notebook), ALL)
+    _check_paths(params)
     if recipe:  # the recipe's data options (validation size, normalisation) unless given
         params = {**check(get_recipe(recipe).data, ALL), **params}
     quick = quick_mode(params.get("quick", False))
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
     training = training_options(get_recipe(recipe), **_training(params)) if recipe else \
-        {**training_options_defaults(), **_training(params)}
+        {**defaults(TRAINING), **_training(params)}
     output_dir = _output_folder(notebook, params, quick, training, resume) if claim else None
-    seed = params.get("seed", 0)
+    seed = params.get("seed", default("seed"))
     data = _load(params, quick, seed)
     set_seed(seed)
     return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
 
 
-def training_options_defaults() -> dict:
-    """`fit`'s defaults (a notebook without a recipe starts from these)."""
-    return {name: option.default for name, option in TRAINING.items()}
+def _check_paths(params: dict) -> None:
+    """A results file named explicitly must exist (None means: find the newest)."""
+    for name in ("mlp_metrics", "sweep_summary"):
+        if params.get(name) is not None and not Path(params[name]).exists():
+            raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
+                             f"the newest run's")
 
 
 def _training(params: dict) -> dict:
@@ -146,15 +209,16 @@ def _output_folder(notebook: str, params: dict, quick: bool, training: dict, res
 def _load(params: dict, quick: bool, seed: int) -> CIFAR10Data:
     """CIFAR-10 (or, in quick mode, a tiny synthetic set), split and optionally cut to train_size."""
     if quick:
-        root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{seed}"
-        make_fake_cifar10(root, train_per_batch=100, test_size=100, seed=seed)
+        root = Path(tempfile.gettempdir()) / f"cifar_lab_quick_{seed}_200"
+        make_fake_cifar10(root, train_per_batch=40, test_size=100, seed=seed)  # 200 images: seconds per notebook
         data = load_cifar10(root, val_size=50, seed=seed, download=False)
     else:
-        data = load_cifar10(params.get("data_dir"), val_size=params.get("val_size", 5000), seed=seed)
+        data = load_cifar10(params.get("data_dir"), val_size=params.get("val_size", default("val_size")), seed=seed)
+    train_size = params.get("train_size")
+    data = data.subset(min(train_size, len(data.train_labels))) if train_size else data
     if params.get("normalization") == "half":  # as transforms.Normalize((0.5,) * 3, (0.5,) * 3)
         data = data.normalized(0.5, 0.5)
-    train_size = params.get("train_size")
-    return data.subset(min(train_size, len(data.train_labels))) if train_size else data
+    return data
 
 
 def newest_results(notebook: str, quick: bool = False, root: str | Path = ".") -> Path | None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .files import socket_timeout
+from .options import RUN, check, default
 from .loader import DeviceLoader
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -193,8 +194,8 @@ def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def split_indices(n: int, val_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded random train/validation indices of a set of `n` examples."""
-    if not isinstance(val_size, int) or isinstance(val_size, bool) or not 0 <= val_size < n:
-        raise ValueError(f"val_size must be an integer from 0 to {n - 1} (the training set has {n} images), "
+    if not isinstance(val_size, int) or isinstance(val_size, bool) or not 1 <= val_size < n:
+        raise ValueError(f"val_size must be an integer from 1 to {n - 1} (the training set has {n} images), "
                          f"not {val_size!r}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[val_size:], order[:val_size]
@@ -218,12 +219,13 @@ def check_batches(folder: Path, batches: list[torch.Tensor]) -> None:
 
 
 def load_cifar10(data_dir: str | Path | None = None,
-                 val_size: int = 5000,  # images held out of the 50,000 for validation
-                 seed: int = 0,  # seed of the train/validation split
+                 val_size: int = default("val_size"),  # images held out of the 50,000 for validation
+                 seed: int = default("seed"),  # of the train/validation split
                  download: bool = True,  # fetch the official archive when the files are missing
                  subset: int | None = None,  # keep only this many training (and a tenth as many test) images
                  ) -> CIFAR10Data:
     """Load CIFAR-10 from the python-version batch files, downloading them when missing."""
+    check({"val_size": val_size}, RUN)
     folder = find_cifar10(data_dir, download=download)
     classes = read_classes(folder / META_FILE)
     train = [read_batch(folder / n, len(classes)) for n in TRAIN_FILES]

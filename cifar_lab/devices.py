@@ -22,7 +22,8 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 # What each device gets, for the README; tests/test_devices.py checks it against the functions below.
 DEVICE_TABLE = [
     dict(device="CUDA, compute capability 8.0 and up (A100, H100, RTX 30xx/40xx)", precision="bf16",
-         channels_last=True, notes="bfloat16 autocast, no loss scaling needed; cudnn.benchmark on"),
+         channels_last=True,
+         notes="bfloat16 autocast, no loss scaling needed; cudnn.benchmark on (off for deterministic algorithms)"),
     dict(device="CUDA, compute capability 7.x (V100, T4, RTX 20xx)", precision="fp16",
          channels_last=True, notes="float16 autocast with a GradScaler (bfloat16 is not native before 8.0)"),
     dict(device="CUDA, compute capability below 7.0 (P100, GTX 10xx)", precision="fp32",
@@ -141,10 +142,10 @@ def use_channels_last(device_type: str, has_conv: bool) -> bool:
     return device_type in ("cuda", "cpu")  # on MPS, conv backward has been reported far slower in NHWC
 
 
-def process_group_backend(cuda_available: bool) -> str:
-    """The torch.distributed backend string for init_process_group."""
-    # with CUDA, gloo still serves CPU tensors, so a run with device cpu works on a GPU machine too
-    return "cpu:gloo,cuda:nccl" if cuda_available else "gloo"
+def process_group_backend(gpus: int, local_processes: int = 1) -> str:
+    """The torch.distributed backend string for init_process_group, given this machine's GPUs and processes."""
+    # NCCL needs a GPU of its own per process; gloo still serves CPU tensors, so --device cpu works beside it
+    return "cpu:gloo,cuda:nccl" if 0 < local_processes <= gpus else "gloo"
 
 
 # ---------------------------------------------------------------- the machine
@@ -157,10 +158,16 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def use_cudnn_benchmark(deterministic: bool) -> bool:
+    """Whether cuDNN should time its kernels once per input shape (fixed here) and keep the fastest."""
+    # not for bit-exact runs: the timing may pick another (deterministic) kernel in each run
+    return not deterministic
+
+
 def configure(device: torch.device) -> None:
     """Set the backend flags a training run on `device` wants."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: the fastest kernel is found once
+        torch.backends.cudnn.benchmark = use_cudnn_benchmark(torch.are_deterministic_algorithms_enabled())
 
 
 def is_out_of_memory(error: BaseException) -> bool:

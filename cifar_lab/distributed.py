@@ -48,11 +48,25 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def local_world_size() -> int:
+    """Processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without one)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+
+
+def gpu_count() -> int:
+    """CUDA GPUs this process can see (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def rank_device() -> torch.device:
-    """The device of this rank: its own GPU (by LOCAL_RANK) under NCCL, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank())
-    return torch.device("cpu")
+    """The device of this rank: its own GPU (by LOCAL_RANK) when the machine has GPUs, else the CPU."""
+    gpus = gpu_count()
+    if not gpus:
+        return torch.device("cpu")
+    if local_rank() >= gpus:
+        raise RuntimeError(f"{local_world_size()} processes on this machine but {gpus} GPU{'s' * (gpus > 1)}: "
+                           f"start one per GPU (torchrun --nproc_per_node={gpus}), or train on the CPU (--device cpu)")
+    return torch.device("cuda", local_rank())
 
 
 def init_distributed(timeout_minutes: float = 30.0,  # how long a rank waits for the others before failing
@@ -62,10 +76,11 @@ def init_distributed(timeout_minutes: float = 30.0,  # how long a rank waits for
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    if torch.cuda.is_available():
+    # both backends when each process has a GPU: NCCL for CUDA tensors, gloo for a run on the CPU (--device cpu)
+    backend = process_group_backend(gpu_count(), local_world_size())
+    if "nccl" in backend:
         torch.cuda.set_device(rank_device())  # before NCCL starts, so each rank uses its own GPU
-    # both backends on a GPU machine: NCCL for CUDA tensors, gloo for a run on its CPU (--device cpu)
-    dist.init_process_group(process_group_backend(torch.cuda.is_available()), timeout=timedelta(minutes=timeout_minutes))
+    dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
     return True
 
 

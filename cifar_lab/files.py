@@ -30,7 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        if _disk_full(e):
             raise DiskFullError(f"no space left on the disk to write {path}; the previous version of the file "
                                 f"is intact: free some space and run again (a training run: resume it)") from e
         raise
@@ -39,6 +39,15 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
 
 class DiskFullError(OSError):
     """The disk filled up while a result was written."""
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """Whether `e`, or an error it came from, is ENOSPC (torch.save reports it as a RuntimeError)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 @contextlib.contextmanager

@@ -5,11 +5,14 @@ for all images of a batch at once, with no worker processes and no PIL.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .options import check, default
 
 
 def draw_augmentation(n: int, crop_padding: int, cutout: int, size: int = 32,
@@ -60,6 +63,12 @@ def augment(x: torch.Tensor, crop_padding: int = 0, flip: bool = False, cutout: 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 
+@functools.lru_cache(maxsize=None)
+def _yiq(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The RGB-to-YIQ matrix and its inverse on `device`: copied there once, not once per batch (a sync on a GPU)."""
+    return _YIQ.to(device, dtype), torch.linalg.inv(_YIQ).to(device, dtype)
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)  # (B, 1, H, W)
 
@@ -85,11 +94,12 @@ def color_jitter(x: torch.Tensor, u: torch.Tensor, brightness: float = 0.0, cont
         x = (f * x + (1 - f) * _gray(x)).clamp(0, 1)
     if hue:
         angle = hue * (2 * u[3] - 1) * 2 * math.pi  # (B,)
-        yiq = torch.einsum("ij,bjhw->bihw", _YIQ.to(x), x)
+        to_yiq, to_rgb = _yiq(x.device, x.dtype)
+        yiq = torch.einsum("ij,bjhw->bihw", to_yiq, x)
         cos, sin = angle.cos().view(-1, 1, 1), angle.sin().view(-1, 1, 1)
         i, q = yiq[:, 1] * cos - yiq[:, 2] * sin, yiq[:, 1] * sin + yiq[:, 2] * cos
         yiq = torch.stack([yiq[:, 0], i, q], 1)
-        x = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YIQ).to(x), yiq).clamp(0, 1)
+        x = torch.einsum("ij,bjhw->bihw", to_rgb, yiq).clamp(0, 1)
     return x
 
 
@@ -127,24 +137,24 @@ class DeviceLoader:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                 batch_size: int = 128,  # images per batch
+                 batch_size: int = default("batch_size"),
                  train: bool = True,  # shuffle, augment and drop the last partial batch
-                 crop_padding: int = 4,  # random-crop padding in pixels (0: no crop); train only
-                 flip: bool = True,  # random horizontal flip; train only
-                 cutout: int = 0,  # side of a random zeroed square in pixels (0: none); train only
-                 padding_mode: str = "zeros",  # of the crop's padding: zeros or reflect
-                 brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,  # colour jitter
-                 hue: float = 0.0,
-                 rotation: float = 0.0,  # largest random turn, degrees
-                 erasing: float = 0.0,  # probability of random erasing (after normalisation)
-                 erasing_scale: tuple[float, float] = (0.02, 0.33),  # erased fraction of the image
-                 seed: int = 0,  # seed of shuffling and augmentation
+                 # augmentation, train only (meanings and units: options.TRAINING)
+                 crop_padding: int = default("crop_padding"), flip: bool = default("flip"),
+                 cutout: int = default("cutout"), padding_mode: str = default("padding_mode"),
+                 brightness: float = default("brightness"), contrast: float = default("contrast"),
+                 saturation: float = default("saturation"), hue: float = default("hue"),
+                 rotation: float = default("rotation"), erasing: float = default("erasing"),
+                 erasing_scale: tuple[float, float] = default("erasing_scale"),
+                 seed: int = default("seed"),  # of shuffling and augmentation
                  device: str | torch.device = "cpu",
                  channels_last: bool = False,  # yield NHWC-strided batches (faster convolutions)
                  rank: int = 0,  # this process's rank in data-parallel training
                  world_size: int = 1,  # processes sharing each batch (train) or the split (evaluation)
                  ):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        if train:  # training needs 2 images a batch for BatchNorm: the option's own rule
+            check({"batch_size": batch_size})
+        elif not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")

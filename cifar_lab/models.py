@@ -1,21 +1,23 @@
 """The models of the course, from a 3-layer MLP to ResNet-18, and a registry to build them by name."""
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import torch
 from torch import nn
 
 from .checks import check_choice, check_int
 from .files import socket_timeout
-from .options import MODEL, check
+from .options import MODEL, check, default
 
 
 class MLP(nn.Module):
     """Three fully connected layers on the flattened image, with BatchNorm and dropout."""
 
     def __init__(self, num_classes: int = 10,
-                 hidden: tuple[int, int] = (1024, 512),  # widths of the two hidden layers
-                 dropout: float = 0.5,  # drop probability after each hidden layer
-                 batchnorm: bool = True):
+                 hidden: tuple[int, int] = default("hidden"),  # options.MODEL says what each means
+                 dropout: float = default("dropout"), batchnorm: bool = default("batchnorm")):
         super().__init__()
         layers, width = [nn.Flatten()], 3 * 32 * 32  # (B, C, H, W) -> (B, 3072)
         for h in hidden:
@@ -39,13 +41,13 @@ class CNN(nn.Module):
     """Three conv blocks ((conv-BN-ReLU) x convs_per_block, then max-pool) and an FC head with dropout."""
 
     def __init__(self, num_classes: int = 10,
-                 widths: tuple[int, int, int] = (32, 64, 128),  # channels of the three conv blocks
-                 convs_per_block: int = 2,  # 3x3 conv-BN-ReLU layers before each max-pool
+                 widths: tuple[int, int, int] = default("widths"),  # options.MODEL says what each means
+                 convs_per_block: int = default("convs_per_block"),
                  fc_width: int = 256,  # width of the hidden FC layer
-                 batchnorm: bool = True,
-                 conv_dropout: float = 0.0,  # dropout2d probability after each block
-                 fc_dropout: float = 0.3):  # dropout probability before the last layer
+                 batchnorm: bool = default("batchnorm"), conv_dropout: float = default("conv_dropout"),
+                 fc_dropout: float = default("fc_dropout")):
         super().__init__()
+        check_int("fc_width", fc_width)
         blocks, c_in = [], 3
         for w in widths:
             for i in range(convs_per_block):
@@ -84,6 +86,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int = 10, width: int = 64):  # channels of the first stage
         super().__init__()
+        check_int("width", width)
         self.stem = nn.Sequential(*conv_bn(3, width))
         stages, c_in = [], width
         for i, mult in enumerate((1, 2, 4, 8)):
@@ -199,10 +202,16 @@ def make_model(name: str, **kwargs) -> nn.Module:
     kwargs.update(check({k: v for k, v in kwargs.items() if k in MODEL}, MODEL))  # "64,128" -> (64, 128)
     if "num_classes" in kwargs and not (isinstance(kwargs["num_classes"], int) and kwargs["num_classes"] >= 2):
         raise ValueError(f"num_classes must be an integer >= 2, got {kwargs['num_classes']!r}")
+    known = inspect.signature(MODELS[name.lower()]).parameters
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise ValueError(f"{name} has no option {unknown[0]!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                         f"its options: {', '.join(known)}")
     try:
         model = MODELS[name.lower()](**kwargs)
     except TypeError as e:
-        raise ValueError(f"{name} does not take these options ({', '.join(kwargs)}): {e}") from None
+        raise ValueError(f"{name}: an option has a value of the wrong type ({', '.join(kwargs)}): {e}") from None
     model.config = {"name": name.lower(), **kwargs}  # lets checkpoints say which model they hold
     return model
 

@@ -11,7 +11,9 @@ from .files import load_json
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
 NOTEBOOKS = ROOT / "notebooks"
-PROGRESS = re.compile(r"^(Training |epoch +\d+/|test accuracy|early stopped|training interrupted|\w*Error\b)")
+PROGRESS = re.compile(r"^(Training |epoch +\d+/|test accuracy|early stopped|training interrupted|\w*Error\b)"
+                      r"|: train acc .*test acc")  # fit's lines, and a notebook's one line per training
+RESULTS_AS = "CIFAR_LAB_RESULTS_AS"  # set by the report: where a run's results end up, for its banner
 
 
 def names() -> list[str]:
@@ -67,14 +69,16 @@ def execute(notebook: Path, executed: Path, params: dict, log: Path,
         for line in child.stdout:
             out.write(line)
             text = line.split(" - ", 2)[-1].strip() if " - " in line else line.strip()  # papermill's log prefix
-            if show is not None and PROGRESS.match(text):
+            if show is not None and PROGRESS.search(text):
                 show(text)
     return child.returncode
 
 
 def _child_env(env: dict | None) -> dict:
     import os
-    return {**(env or os.environ), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
+    # the kernel draws figures into the notebook (inline), whatever backend the calling process uses
+    return {**(env or os.environ), "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore"}
 
 
 def die_with_parent() -> dict:

@@ -21,8 +21,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, opt: dict, steps_per_epoch:
     """The LR schedule (or None) and whether it steps every batch (True) or every epoch (False)."""
     name, epochs = opt["scheduler"], opt["epochs"]
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt["lr"], total_steps=epochs * steps_per_epoch,
-                                                   pct_start=opt["warmup_fraction"], div_factor=opt["div_factor"],
+        steps, warmup = epochs * steps_per_epoch, opt["warmup_fraction"]
+        if warmup * steps == 1:  # torch's OneCycleLR divides by zero when the warm-up is exactly one step
+            warmup *= 1 + 1e-6
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=opt["lr"], total_steps=steps,
+                                                   pct_start=warmup, div_factor=opt["div_factor"],
                                                    final_div_factor=opt["final_div_factor"]), True
     if name == "step":
         step_size = opt["step_size"] or max(epochs // 3, 1)

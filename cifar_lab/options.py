@@ -182,6 +182,11 @@ RUN = {  # what a notebook or command needs around training
     "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
                   optional=True),
     "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
+    "budget": Option(0.003, "fraction of each recipe's epochs to run (under one epoch: one pass over that share "
+                     "of the training images; 1: in full)", float,
+                     low=0.0, high=1.0, open_low=True),
+    "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
+                      str),
     "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
     "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
                           optional=True),
@@ -192,6 +197,11 @@ RUN = {  # what a notebook or command needs around training
 ALL = {**TRAINING, **MODEL, **RUN}
 AUGMENTATION = ("crop_padding", "flip", "cutout", "padding_mode", "brightness", "contrast", "saturation", "hue",
                 "rotation", "erasing", "erasing_scale")  # the training options the batch loader applies
+
+
+def default(name: str) -> Any:
+    """One option's default, checked and typed (a list option as a tuple): for the signatures that use it."""
+    return ALL[name].check(name, ALL[name].default)
 
 
 def defaults(spec: dict[str, Option] = TRAINING) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 import torch
 
 from .evaluate import EvalResult
@@ -45,8 +46,9 @@ def to_display(images: torch.Tensor, mean: torch.Tensor | None = None, std: torc
 
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
-               title: str = "", mean=None, std=None, rescale: bool = False, save=None):
-    """A grid of images, each with an optional title."""
+               title: str = "", mean=None, std=None, rescale: bool = False, colors: Sequence[str] | None = None,
+               save=None):
+    """A grid of images, each with an optional title (in its colour from `colors`)."""
     pics = to_display(images, mean, std, rescale)
     nrows = max(-(-len(pics) // ncols), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), layout="constrained", squeeze=False)
@@ -55,7 +57,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
         if i < len(pics):
             ax.imshow(pics[i], interpolation="nearest")
             if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
+                ax.set_title(titles[i], fontsize=8, color=colors[i] if colors is not None else "black")
     fig.suptitle(title)
     return _finish(fig, save)
 
@@ -96,24 +98,28 @@ def channel_histograms(images: torch.Tensor, ax=None, save=None):
 
 
 def learning_curves(history: History | dict[str, History], save=None):
-    """Loss and accuracy per epoch, train (dashed) vs validation (solid); LR on a twin axis."""
+    """Loss and accuracy per epoch, train (dashed) vs validation (solid); LR on a twin axis; legend below."""
     runs = history if isinstance(history, dict) else {"": history}
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     for (name, h), colour in zip(runs.items(), sns.color_palette(n_colors=max(len(runs), 1))):
         label = f"{name} " if name else ""
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
             ax.plot(h.epoch, getattr(h, f"train_{key}"), "--s", ms=3, color=colour, label=f"{label}train")
             ax.plot(h.epoch, getattr(h, f"val_{key}"), "-o", ms=3, color=colour, label=f"{label}validation")
-    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    smoothed = any(h.info.get("params", {}).get("label_smoothing") for h in runs.values())
+    ax_loss.set(title="Loss" + (" (training loss includes label smoothing)" if smoothed else ""), xlabel="epoch",
+                ylabel="cross-entropy")
     ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
+    handles, labels = ax_acc.get_legend_handles_labels()
     if len(runs) == 1:
         h = next(iter(runs.values()))
         ax_lr = ax_acc.twinx()
-        ax_lr.plot(h.epoch, h.lr, ":", color="grey", label="learning rate")
+        handles += ax_lr.plot(h.epoch, h.lr, ":", color="grey", label="learning rate (right axis)")
+        labels.append("learning rate (right axis)")
         ax_lr.set_ylabel("learning rate (end of epoch)")
-        ax_lr.legend(loc="center right")
-    ax_loss.legend(fontsize=8)
-    ax_acc.legend(fontsize=8, loc="lower right")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
     return _finish(fig, save)
 
 
@@ -147,11 +153,12 @@ def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, sav
 
 def predictions(images: torch.Tensor, result: EvalResult, indices: Sequence[int], title: str = "Predictions",
                 save=None):
-    """Images with 'predicted (confidence) / true' titles; wrong ones marked with an x."""
+    """Images with 'predicted (confidence) / true' titles; the titles of mistakes in red."""
     preds, conf, labels, names = result.predictions, result.confidences, result.labels, result.classes
-    titles = [f"{'x ' if preds[i] != labels[i] else ''}{names[preds[i]]} {conf[i]:.0%}\ntrue: {names[labels[i]]}"
-              for i in indices]
-    return image_grid(images[list(indices)], titles, ncols=min(8, max(len(indices), 1)), title=title, save=save)
+    titles = [f"{names[preds[i]]} {conf[i]:.0%}\ntrue: {names[labels[i]]}" for i in indices]
+    colors = ["tab:red" if preds[i] != labels[i] else "black" for i in indices]
+    return image_grid(images[list(indices)], titles, ncols=min(8, max(len(indices), 1)), title=title,
+                      colors=colors, save=save)
 
 
 def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=None):
@@ -159,10 +166,16 @@ def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=No
     return predictions(images, result, result.misclassified(k), title="Most confident mistakes", save=save)
 
 
-def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, save=None):
-    """Bars of one metric per model (rows: dicts with 'model' and the metric), annotated with the values.
+METRIC_NAMES = {"test_acc": "test accuracy", "best_val_acc": "best validation accuracy", "val_acc":
+                "validation accuracy", "train_seconds": "training seconds", "parameters": "parameters"}
 
-    Rows that also hold f"{metric}_std" get error bars of +- one standard deviation.
+
+def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, save=None, title: str | None = None,
+                     category: str = "model"):
+    """Bars of one metric per row (dicts with 'model' and the metric), annotated with the values.
+
+    Rows that also hold f"{metric}_std" get error bars of +- one standard deviation; `category` names the
+    bars (e.g. "setting").
     """
     horizontal = len(rows) > 6  # long lists read better as rows
     fig, ax = _axes(ax, (7, 0.4 * len(rows) + 1) if horizontal else (7, 4))
@@ -170,18 +183,23 @@ def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, sa
     errors = [r.get(f"{metric}_std") for r in rows]
     errors = None if all(e is None for e in errors) else np.nan_to_num(np.array(errors, dtype=float))
     draw, error_key = (ax.barh, "xerr") if horizontal else (ax.bar, "yerr")
-    bars = draw(names, values, color=sns.color_palette(n_colors=len(rows)), label=metric,
+    bars = draw(names, values, color=sns.color_palette(n_colors=len(rows)),
                 **({error_key: errors, "capsize": 4} if errors is not None else {}))
-    fmt = "{:.3f}" if max(values, default=0) <= 1 else "{:.0f}"
+    fmt = "{:.3f}" if max(values, default=0) <= 1 else "{:,.0f}"
     if errors is None:
-        ax.bar_label(bars, fmt=fmt, padding=2)
+        ax.bar_label(bars, [fmt.format(v) for v in values], padding=2)
     else:  # inside the bars, clear of the error bars
-        ax.bar_label(bars, [f"{fmt.format(v)} ± {fmt.format(e)}" for v, e in zip(values, errors)],
-                     label_type="center", color="white", fontweight="bold")
-    ax.set(title=f"{metric} by model", xlabel=metric if horizontal else "model", ylabel="model" if horizontal else metric)
+        stds = [r.get(f"{metric}_std") for r in rows]  # one seed: no spread to show
+        ax.bar_label(bars, [fmt.format(v) + (f" ± {fmt.format(e)}" if e is not None and e == e else "")
+                            for v, e in zip(values, stds)], label_type="center", color="white", fontweight="bold")
+    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    ax.set(title=title or f"{name[0].upper()}{name[1:]} by {category}", xlabel=name if horizontal else category,
+           ylabel=category if horizontal else name)
     if horizontal:
         ax.invert_yaxis()  # first row on top
-    ax.legend()
+        ax.margins(x=0.12)  # room for the value labels
+    else:
+        ax.margins(y=0.12)
     return _finish(fig, save)
 
 
@@ -189,6 +207,7 @@ def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
     """Mean +- std of a metric over seeds, one bar per setting and model (a table from `sweep.summarize`)."""
     rows = [{"model": " ".join(str(x) for x in (r["setting"], r["model"]) if x != ""),
              metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]} for _, r in table.iterrows()]
-    fig = model_comparison(rows, metric, ax=ax)
-    (ax or fig.axes[0]).set_title(f"{metric}: mean ± std over seeds (n = {', '.join(map(str, sorted(set(table['n']))))})")
-    return _finish(fig, save)
+    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    n = ", ".join(map(str, sorted(set(table["n"]))))
+    return model_comparison(rows, metric, ax=ax, save=save, category="setting",
+                            title=f"{name[0].upper()}{name[1:]}: mean ± std over seeds (n = {n})")

@@ -30,7 +30,7 @@ class Recipe:
     reported: str = ""  # the test accuracy its report gave (original files, often a GPU)
 
 
-_CONV = dict(epochs=20, optimizer="sgd", lr=0.05, weight_decay=5e-4, label_smoothing=0.1, crop_padding=4)
+_CONV = dict(epochs=20, label_smoothing=0.1)  # the defaults' SGD, lr 0.05, weight decay 5e-4, crops and flips
 RECIPES = {
     "mlp": Recipe("mlp", dict(epochs=20, optimizer="adamw", lr=0.002, weight_decay=0.05, label_smoothing=0.1,
                               crop_padding=0), tta=False, source="notebook 01"),
@@ -103,6 +103,18 @@ def training_options(recipe: Recipe, **overrides) -> dict:
     """Every training option: the defaults, then the recipe's, then `overrides` (None: keep), checked."""
     given = {k: v for k, v in overrides.items() if v is not None}
     return {**defaults(TRAINING), **check({**recipe.training, **given}, TRAINING)}
+
+
+def scaled(recipe: Recipe, budget: float, train_images: int) -> tuple[int, int | None]:
+    """Epochs and training images for `budget` times a recipe's epochs: (epochs, None: the whole split).
+
+    A budget under one epoch becomes one pass over that share of the training split (at least 100 images);
+    above one epoch, the epochs are rounded to the nearest whole number.
+    """
+    planned = budget * recipe.training["epochs"]
+    if planned >= 1:
+        return max(1, round(planned)), None
+    return 1, min(train_images, max(100, round(planned * train_images)))
 
 
 def build_model(recipe: Recipe, data: CIFAR10Data | None = None, **model_options) -> nn.Module:

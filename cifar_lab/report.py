@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import os
 import re
 import shutil
 import sys
@@ -36,6 +37,8 @@ def export_html(notebook: Path, title: str) -> str:
                   for level, anchor, text in headings)
     nav = (f'<nav style="max-width:1000px;margin:1em auto;font-family:sans-serif"><b>{html.escape(title)}</b>'
            f'<ul style="list-style:none">{toc}</ul></nav>')
+    style = "<style>pre { white-space: pre-wrap; word-break: normal !important; overflow-wrap: anywhere; }</style>"
+    body = body.replace("</head>", style + "</head>", 1)  # long output lines wrap between words, not inside them
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
 
 
@@ -48,10 +51,13 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     declared = notebooks.declared(source)
     wanted = {k: v for k, v in params.items() if k in declared}
     wanted["output_dir"] = str((staging / "results").resolve())
-    if "mlp_metrics" in declared:  # 02 compares with 01's results in these reports
-        wanted["mlp_metrics"] = str((reports / "01_mlp" / "metrics.json").resolve())
+    mlp = reports / "01_mlp" / "metrics.json"
+    if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
+        wanted["mlp_metrics"] = str(mlp.resolve())
     executed = staging / f"{name}.ipynb"
-    code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show)
+    shown = reports.resolve().relative_to(ROOT) if reports.resolve().is_relative_to(ROOT) else reports
+    env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/"}  # what the banner names, not the staging folder
+    code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show, env=env)
     if code != 0:
         failed = reports / "failed"
         failed.mkdir(parents=True, exist_ok=True)
@@ -80,38 +86,92 @@ def _last_error(log: Path) -> str:
 
 
 def summary(reports: Path) -> list[dict]:
-    """Every model of every notebook's metrics.json, as rows."""
+    """One row per notebook and model (or setting, its seeds pooled: mean, std and n), from each metrics.json."""
+    import numpy as np
+
     rows = []
     for path in sorted(reports.glob("*/metrics.json")):
         metrics = notebooks.read_metrics(path)
+        groups: dict[str, list[dict]] = {}
         for model, m in metrics.get("models", {}).items():
-            rows.append({"notebook": metrics["notebook"], "model": model, "test_acc": m["test_acc"],
-                         "parameters": m["parameters"], "epochs": m["epochs"],
-                         "train_seconds": m["train_seconds"], "quick": metrics["quick"],
-                         "device": metrics["device"], "saved_at": metrics["saved_at"]})
+            groups.setdefault(m.get("setting", model), []).append(m)
+        for name, ms in groups.items():
+            accs = [m["test_acc"] for m in ms]
+            rows.append({"notebook": metrics["notebook"], "model": name, "epochs": max(m["epochs"] for m in ms),
+                         "seeds": len(ms), "test_acc": float(np.mean(accs)),
+                         "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+                         "parameters": ms[0]["parameters"],
+                         "train_seconds": float(np.mean([m["train_seconds"] for m in ms])),
+                         "quick": metrics["quick"], "data": metrics.get("data", ""), "device": metrics["device"],
+                         "saved_at": metrics["saved_at"]})
     return rows
 
 
+def _notebook_section(name: str, rows: list[dict], reports: Path) -> str:
+    """One notebook's results: a link to its report, where and when it ran, a row per model or setting."""
+    first = rows[0]
+    quick = " <b>(quick mode: synthetic data)</b>" if first["quick"] else ""
+    link = f'<a href="{name}.html">{name}</a>' if (reports / f"{name}.html").exists() else name
+    body = "".join(
+        f"<tr><td>{html.escape(r['model'])}</td><td>{r['epochs']}</td><td>{r['seeds']}</td>"
+        f"<td>{r['test_acc']:.2%}" + (f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else "") +
+        f"</td><td>{r['parameters']:,}</td><td>{r['train_seconds']:,.0f}</td></tr>" for r in rows)
+    return (f"<h2>{link}</h2><p>{html.escape(first['data'])}; device {html.escape(first['device'])}; "
+            f"run {html.escape(first['saved_at'])}{quick}</p>"
+            "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr><th>model or setting</th>"
+            "<th>epochs</th><th>seeds</th><th>test accuracy (mean ± std over seeds)</th><th>parameters</th>"
+            f"<th>training seconds (mean)</th></tr>{body}</table>")
+
+
+def _sweep_section(reports: Path) -> str:
+    """Each sweep shipped in reports/: what it ran with, and mean ± std per setting."""
+    from . import sweep
+
+    parts = []
+    for path in sorted(reports.glob("sweep_*/summary.csv")):
+        table = sweep.load_summary(path)
+        body = "".join(f"<tr><td>{html.escape(str(r['setting']))}</td><td>{html.escape(str(r['model']))}</td>"
+                       f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%} ± {r['test_acc_std']:.2%}</td></tr>"
+                       for _, r in table.iterrows())
+        image = f"<p><img src='{path.parent.name}/summary.png' style='max-width:100%'></p>" \
+            if (path.parent / "summary.png").exists() else ""
+        parts.append(f"<h3>{html.escape(sweep.describe_summary(path))}</h3><table border='1' cellpadding='4' "
+                     "style='border-collapse:collapse'><tr><th>setting</th><th>model</th><th>seeds</th>"
+                     f"<th>test accuracy (mean ± std)</th></tr>{body}</table>{image}")
+    return "<h2>Sweeps</h2>" + "".join(parts) if parts else ""
+
+
 def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
-    """reports/index.html: links to each report and a table comparing every model."""
+    """reports/index.html: per notebook a link to its report and its results (epochs, seeds, mean ± std), the
+    sweeps, a chart, and the data caveat."""
     from . import plots
 
     if rows:
-        plots.model_comparison([{"model": f"{r['notebook'][:2]} {r['model']}", "test_acc": r["test_acc"]}
-                                for r in rows], "test_acc", save=reports / "summary.png")
+        chart = [{"model": f"{r['notebook'][:2]} {r['model']} ({r['epochs']} ep" +
+                  (f", {r['seeds']} seeds)" if r["seeds"] > 1 else ")"), "test_acc": r["test_acc"],
+                  "test_acc_std": r["test_acc_std"]} for r in rows]
+        plots.plt.close(plots.model_comparison(chart, "test_acc", category="notebook and model",
+                                               title="Test accuracy of every model (epochs; mean ± std over seeds)",
+                                               save=reports / "summary.png"))
     save_json(rows, reports / "summary.json")
-    links = "".join(f'<li><a href="{p.name}">{p.stem}</a></li>' for p in sorted(reports.glob("[0-9]*.html")))
-    head = "".join(f"<th>{k}</th>" for k in (rows[0] if rows else {}))
-    body = "".join("<tr>" + "".join(f"<td>{v:.4f}</td>" if isinstance(v, float) else f"<td>{v}</td>"
-                                    for v in r.values()) + "</tr>" for r in rows)
+    by_notebook: dict[str, list[dict]] = {}
+    for r in rows:
+        by_notebook.setdefault(r["notebook"], []).append(r)
+    names = sorted(set(by_notebook) | {p.stem for p in reports.glob("[0-9]*.html")})
+    sections = "".join(_notebook_section(n, by_notebook[n], reports) if n in by_notebook else
+                       f'<h2><a href="{n}.html">{n}</a></h2><p>(no model trained)</p>' for n in names)
     warn = f"<p style='color:#b00'>Failed in the last run (earlier results kept): {', '.join(failed)}</p>" \
         if failed else ""
     quick = "<p style='color:#b00'><b>Some results come from quick mode (synthetic data).</b></p>" \
         if any(r["quick"] for r in rows) else ""
+    caveat = ("<p>Unless marked otherwise, these results come from <b>CIFAR-10 (JPEG-q75 copy)</b>: the real images, "
+              "recompressed by whoever made the course's offline copy, so accuracies run a little below those on "
+              "the original files. Epochs differ between notebooks (each runs at its own defaults): compare rows "
+              "of one notebook, or at equal epochs. One seed unless the seeds column says more.</p>")
     page = (f"<html><head><meta charset='utf-8'><title>cifar_lab reports</title></head>"
             f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>CIFAR-10 course: results</h1>"
-            f"{warn}{quick}<ul>{links}</ul><table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
-            f"<p><img src='summary.png' style='max-width:100%'></p></body></html>")
+            f"{warn}{quick}{caveat}{sections}{_sweep_section(reports)}"
+            f"<h2>All models</h2><p><img src='summary.png' style='max-width:100%'></p></body></html>")
     return atomic_write(reports / "index.html", lambda f: f.write(page), mode="w")
 
 
@@ -124,18 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports", default=None, help="output folder (default reports/, or reports/quick/)")
     args = parser.parse_args(argv)
     params = {k: parse_value(v) for k, v in args.parameter}
-    if args.quick:
-        params["quick"] = True
     names = args.only or notebooks.names()
     try:
+        from .course import quick_mode
+        quick = quick_mode(args.quick or params.get("quick") is True)  # --quick, -p quick True or $CIFAR_LAB_QUICK
+        if quick:
+            params["quick"] = True
         for name in names:
             notebooks.source(name)
         known = set().union(*(notebooks.declared(notebooks.source(n)) for n in names)) - {"output_dir"}
         if set(params) - known:
             raise ValueError(f"no notebook among {', '.join(names)} has a parameter "
                              f"{', '.join(map(repr, sorted(set(params) - known)))}; known: {', '.join(sorted(known))}")
-        reports = check_output_dir(args.reports or ROOT / "reports" / ("quick" if args.quick else ""), "--reports")
-        if params.get("quick") and not _quick_reports(reports):
+        reports = check_output_dir(args.reports or ROOT / "reports" / ("quick" if quick else ""), "--reports")
+        if quick and not _quick_reports(reports):
             raise ValueError(f"{reports} holds real-data reports: quick mode never replaces them; "
                              f"use --reports {reports / 'quick'}")
     except ValueError as e:

@@ -6,6 +6,7 @@ resuming, an unfinished one; resuming needs the same parameters. `finish` record
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -104,6 +105,27 @@ def _taken(folder: Path, record: dict) -> str:
 
 def _lock(folder: Path) -> None:
     """Create FOLDER/.lock exclusively; a lock left by a dead process (or this one) is taken over."""
+    with _one_claim_at_a_time(folder):
+        _create_lock(folder)
+
+
+@contextlib.contextmanager
+def _one_claim_at_a_time(folder: Path):
+    """Claims of one folder run one after another (an OS lock on the folder, freed if a process dies)."""
+    try:
+        import fcntl
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # Windows: the exclusive create alone
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # without it, two runs could both see a lock half-written or stale
+        yield
+    finally:
+        os.close(fd)
+
+
+def _create_lock(folder: Path) -> None:
     path = folder / LOCK
     for _ in range(2):
         try:

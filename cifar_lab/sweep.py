@@ -32,6 +32,7 @@ from .notebooks import parse_value
 
 METRICS = ("test_acc", "best_val_acc", "train_seconds")  # averaged over seeds in the summary
 SWEEP_RECORD = "sweep_run.json"  # the sweep's record of one run (the run's own is run.json)
+SWEEP_INFO = "sweep.json"  # the sweep's grid and fixed parameters, beside its summary
 
 
 def expand_grid(grid: dict[str, list], fixed: dict[str, object]) -> list[dict]:
@@ -46,20 +47,34 @@ def run_name(params: dict, grid: dict[str, list]) -> str:
     return re.sub(r"[^A-Za-z0-9=,._+-]", "_", text)
 
 
-def default_jobs(gib_per_run: float = 2.0,  # memory of one run (a CNN run peaks at 1.4 GiB on the CPU)
-                 ) -> int:
-    """Runs at a time: one per GPU, else one per CPU core, as far as the memory holds them."""
+def jobs_for(device_type: str, gpus: int, cores: int, memory_gib: float,
+             gib_per_run: float = 2.0,  # memory of one run (a CNN run peaks at 1.4 GiB on the CPU)
+             ) -> int:
+    """Runs at a time where the best device is `device_type`: one per GPU, else one per core as memory allows."""
+    if device_type == "cuda":
+        return max(1, gpus)
+    if device_type == "mps":
+        return 1  # a Mac's one GPU: runs side by side would only share it
+    return max(1, min(cores, int(memory_gib // gib_per_run)))
+
+
+def default_jobs(gib_per_run: float = 2.0) -> int:
+    """`jobs_for` this machine."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.device_count()
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return 1  # a Mac's one GPU: runs side by side would only share it
+    from .devices import get_device
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (AttributeError, ValueError, OSError):  # not Linux/macOS
         memory = gib_per_run
-    return max(1, min(os.cpu_count() or 1, int(memory // gib_per_run)))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return jobs_for(get_device().type, gpus, os.cpu_count() or 1, memory, gib_per_run)
+
+
+def gpu_slots(visible: str | None, gpus: int) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each GPU slot: the inherited choice kept ("2,3" gives "2" and "3")."""
+    inherited = [v.strip() for v in (visible or "").split(",") if v.strip()]
+    return (inherited or [str(i) for i in range(gpus)])[:gpus]  # torch sees only the first `gpus` of them
 
 
 def command(params: dict, run_dir: Path) -> list[str]:
@@ -119,7 +134,7 @@ def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook
         if code == 0:
             (results / "metrics.json").replace(run_dir / "metrics.json")
     else:
-        with open(run_dir / "log.txt", "w") as log:
+        with open(run_dir / "log.txt", "a") as log:  # appended: a rerun never truncates a live run's log
             code = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                   **notebooks.die_with_parent()).returncode
     ok = code == 0 and (run_dir / "metrics.json").exists()
@@ -136,8 +151,7 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpus else []
-    visible = [v for v in visible if v.strip()] or [str(i) for i in range(gpus)]  # keep an inherited choice
+    visible = gpu_slots(os.environ.get("CUDA_VISIBLE_DEVICES"), gpus)  # keep an inherited choice
     threads = max(1, (os.cpu_count() or 1) // jobs)
     slots = list(range(jobs))  # which GPU / share of the CPU a run gets
     lock, records, done = threading.Lock(), [], [0]
@@ -161,7 +175,9 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
             extra = f": {record['error']}" if record["status"] == "failed" else \
                 f" in {record.get('seconds', 0):.0f} s" if not record.get("skipped") else ""
             print(f"[{done[0]}/{len(runs)}] {name} {state}{extra}", flush=True)
-            save_json({"notebook": str(notebook) if notebook else None, "runs": records}, out / "sweep.json")
+            fixed = {k: v for k, v in params.items() if k not in grid}
+            save_json({"notebook": notebook.stem if notebook else None, "grid": grid, "fixed": fixed,
+                       "runs": records}, out / SWEEP_INFO)
         return record
 
     print(f"{len(runs)} runs, {jobs} at a time ({threads} CPU thread{'s' * (threads > 1)} each"
@@ -175,7 +191,7 @@ def collect(out: str | Path) -> "pd.DataFrame":
     import pandas as pd
 
     out, rows = Path(out), []
-    records = sorted(((load_json(p), p) for p in out.glob(f"*/{SWEEP_RECORD}")),
+    records = sorted(((record, p) for p in out.glob(f"*/{SWEEP_RECORD}") if (record := _readable(p)) is not None),
                      key=lambda item: (item[0].get("index", 0), str(item[1])))  # in the grid's order
     for record, record_path in records:
         metrics_path = record_path.parent / "metrics.json"
@@ -186,10 +202,20 @@ def collect(out: str | Path) -> "pd.DataFrame":
         except ValueError as e:  # one damaged run must not hide the others
             print(f"skipped {record_path.parent.name}: {e}")
             continue
-        for model, m in metrics["models"].items():
-            rows.append({"run": record["name"], **record.get("grid", {}), "model": model,
+        for model, m in metrics.get("models", {}).items():  # a notebook's multi-seed rows: own setting, seed
+            own = {"model": m["setting"], "seed": m["seed"]} if "setting" in m and "seed" in m else {"model": model}
+            rows.append({"run": record["name"], **record.get("grid", {}), **own,
                          **{k: m.get(k) for k in METRICS}, "quick": metrics.get("quick", False)})
     return pd.DataFrame(rows)
+
+
+def _readable(path: Path) -> dict | None:
+    """A run's record, or None (with a line saying so) when it is damaged: one bad run hides no other."""
+    try:
+        return load_json(path)
+    except ValueError as e:
+        print(f"skipped {path.parent.name}: {e}")
+        return None
 
 
 def summarize(runs: "pd.DataFrame", over: str = "seed") -> "pd.DataFrame":
@@ -218,7 +244,10 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     path = path / "summary.csv" if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"no sweep summary at {path}: run python -m cifar_lab.sweep first")
-    return pd.read_csv(path, keep_default_na=False)
+    table = pd.read_csv(path, keep_default_na=False)  # an empty setting stays "", not NaN
+    numbers = [c for c in table.columns if c.endswith(("_mean", "_std"))]
+    table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # n = 1: no std (NaN), still numbers
+    return table
 
 
 def newest_summary(notebook: str) -> Path | None:
@@ -229,6 +258,22 @@ def newest_summary(notebook: str) -> Path | None:
         if found:
             return found[-1]
     return None
+
+
+def describe_summary(path: str | Path) -> str:
+    """Where a sweep summary is (relative to the checkout) and what it ran with, from its sweep.json."""
+    path = Path(path)
+    folder = path.parent if path.name == "summary.csv" else path
+    try:
+        shown = folder.resolve().relative_to(notebooks.ROOT)
+    except ValueError:
+        shown = folder
+    info = load_json(folder / SWEEP_INFO) if (folder / SWEEP_INFO).exists() else {}
+    if "grid" not in info:
+        return f"{shown} (its fixed parameters were not recorded with it)"
+    grid = "; ".join(f"{k} {' '.join(map(str, v))}" for k, v in info["grid"].items())
+    fixed = ", ".join(f"{k}={v}" for k, v in info["fixed"].items()) or "the defaults"
+    return f"{shown}: {info.get('notebook') or 'training runs'} over {grid}, with {fixed}"
 
 
 def write_summary(out: Path) -> "pd.DataFrame":

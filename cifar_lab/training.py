@@ -6,6 +6,7 @@ share of every batch in DistributedDataParallel; metrics are summed over process
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import devices, distributed
 from .checks import check_output_dir
@@ -52,7 +53,7 @@ def fit(model: nn.Module, data: CIFAR10Data, *,
     raises `TrainingInterrupted`, so a notebook stops there. The options and their defaults:
     """
     t = _setup(model, data, {**defaults(), **check(options)}, device, checkpoint_dir, progress, verbose)
-    start = _resume(t, resume) if resume is not None else 0
+    start = _resume(t, resume) if resume is not None else _fresh(t)
     _announce(t, start)
     try:
         for epoch in range(start + 1, t.opt["epochs"] + 1):
@@ -62,7 +63,7 @@ def fit(model: nn.Module, data: CIFAR10Data, *,
             for step, (images, labels) in enumerate(_bar(t, epoch), 1):
                 logits, loss = train_step(t.forward, images, labels, t.criterion, t.optimizer, t.autocast, t.scaler)
                 if t.averaged is not None:
-                    t.averaged.update_parameters(model)
+                    t.averaged_steps = update_average(t.averaged, model, t.opt["ema"], t.averaged_steps)
                 if t.per_step:
                     t.scheduler.step()
                 sums[0] += loss.detach() * len(labels)
@@ -103,6 +104,22 @@ def train_step(forward: nn.Module, images: torch.Tensor, labels: torch.Tensor, c
     return logits, loss
 
 
+def update_average(averaged: AveragedModel, model: nn.Module, decay: float, steps: int) -> int:
+    """One step of the weights' moving average, on the device and with no read-back; returns the steps so far."""
+    # AveragedModel.update_parameters reads its step counter back twice a step: a host sync on a GPU
+    pairs = list(zip(itertools.chain(averaged.module.parameters(), averaged.module.buffers()),
+                     itertools.chain(model.parameters(), model.buffers())))
+    floats = [(m, v) for m, v in pairs if m.dtype.is_floating_point and steps > 0]
+    with torch.no_grad():
+        for mean, live in pairs:
+            if steps == 0 or not mean.dtype.is_floating_point:
+                mean.copy_(live)
+        if floats:  # mean = decay * mean + (1 - decay) * live, in one call per dtype and device
+            torch._foreach_lerp_([m for m, _ in floats], [v for _, v in floats], 1 - decay)
+        averaged.n_averaged.add_(1)  # kept for checkpoints, never read in the loop
+    return steps + 1
+
+
 # ---------------------------------------------------------------- the helpers of fit
 
 @dataclass
@@ -130,6 +147,7 @@ class _Training:
     best_score: float | None = None
     best_state: dict | None = None
     stale: int = 0  # epochs since the best
+    averaged_steps: int = 0  # steps taken into the moving average (the host's copy of its counter)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -160,9 +178,10 @@ def _setup(model, data, opt, device, checkpoint_dir, progress, verbose) -> _Trai
     precision = devices.precision_for(device)
     optimizer = make_optimizer(model, opt)
     scheduler, per_step = make_scheduler(optimizer, opt, len(train_loader))
-    averaged = AveragedModel(model, device=device, multi_avg_fn=get_ema_multi_avg_fn(opt["ema"]), use_buffers=True) \
+    averaged = AveragedModel(model, device=device, use_buffers=True) \
         if opt["ema"] else None  # on the device: its step counter too (no copy per step, NCCL can send it)
-    history = History(info=dict(params=opt, seed=opt["seed"], device=str(device), precision=precision,
+    params = {k: _listed(v) for k, v in opt.items()}  # as a JSON history reads back
+    history = History(info=dict(params=params, seed=opt["seed"], device=str(device), precision=precision,
                                 processes=world, model=describe_model(model), data=repr(data),
                                 environment=environment_info(), status="running"))
     out = check_output_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None and rank == 0 else None
@@ -199,7 +218,7 @@ def _resume(t: _Training, path: str | Path) -> int:
         raise ValueError(f"{path} holds only the weights of one epoch (best.pt), not a run to continue; "
                          f"resume from last.pt in the same folder")
     saved = state["history"]["info"]["params"]
-    differ = {k: (saved.get(k), v) for k, v in t.opt.items() if saved.get(k) != (list(v) if isinstance(v, tuple) else v)}
+    differ = {k: (saved.get(k), v) for k, v in t.opt.items() if _listed(saved.get(k)) != _listed(v)}
     if differ:
         raise ValueError(f"{path} comes from a run with other options; resume it with the same ones: " +
                          ", ".join(f"{k}={old!r} (not {new!r})" for k, (old, new) in differ.items()))
@@ -211,6 +230,7 @@ def _resume(t: _Training, path: str | Path) -> int:
         t.scheduler.load_state_dict(state["scheduler"])
     if t.averaged is not None and state.get("ema"):
         t.averaged.load_state_dict(state["ema"])
+        t.averaged_steps = int(t.averaged.n_averaged)  # read once here, not in every step
     t.history = History.from_dict(state["history"])
     t.best_score, t.stale = state.get("best_score"), state.get("stale", 0)
     t.train_loader.epoch = state["epoch"]  # the batch order and augmentation of the next epoch, as uninterrupted
@@ -218,6 +238,28 @@ def _resume(t: _Training, path: str | Path) -> int:
     if state.get("cuda_rng") is not None and t.device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), t.device)
     return state["epoch"]
+
+
+def _listed(value):
+    """A tuple as a list (a checkpoint keeps erasing_scale as a tuple, a JSON record as a list), else the value."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _fresh(t: _Training) -> int:
+    """0 (a new run), unless the checkpoint folder holds an unfinished run that this one would overwrite."""
+    last = t.out / "last.pt" if t.out is not None else None
+    if last is None or not last.exists():
+        return 0
+    try:
+        history = load_checkpoint(last)["history"]
+        done, planned, status = len(history["epoch"]), history["info"]["params"]["epochs"], history["info"]["status"]
+    except (RuntimeError, KeyError, TypeError):  # unreadable: nothing there to continue
+        return 0
+    if status == "running":
+        raise ValueError(f"{t.out} holds an unfinished run ({done} of {planned} epochs done); continue it with "
+                         f"resume='{last}' and the same options, or choose another checkpoint_dir (or delete "
+                         f"{t.out}) to start again")
+    return 0
 
 
 def _announce(t: _Training, start: int) -> None:
@@ -309,7 +351,9 @@ def _interrupted(t: _Training) -> TrainingInterrupted:
     done = len(t.history)
     t.history.info["status"] = f"interrupted after {done} finished epochs"
     where = (f"; its checkpoints are in {t.out}: fit(..., resume='{t.out / 'last.pt'}') with the same options "
-             f"continues it") if t.out is not None and done else "; nothing was saved (no checkpoint_dir)"
+             f"continues it") if t.out is not None and done else \
+        "; no epoch had finished, so there is nothing to continue: run it again" if t.out is not None else \
+        "; nothing was saved (no checkpoint_dir)"
     message = f"training interrupted after {done} of {t.opt['epochs']} epochs{where}"
     if t.verbose:
         print(message)

@@ -21,3 +21,16 @@ def fake_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fake_data(fake_root):
     return load_cifar10(fake_root, val_size=100, download=False)
+
+
+@pytest.fixture
+def tiny_notebooks(tmp_path, monkeypatch):
+    """The report and sweep commands see one notebook, tests/notebooks/99_tiny.ipynb (seconds, not minutes)."""
+    import shutil
+    from pathlib import Path
+    from cifar_lab import notebooks
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parent / "notebooks" / "99_tiny.ipynb", folder)
+    monkeypatch.setattr(notebooks, "NOTEBOOKS", folder)
+    return folder

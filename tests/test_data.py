@@ -99,7 +99,7 @@ def test_meta_with_wrong_class_count(fake_root, tmp_path):
 
 
 def test_val_size_larger_than_the_data(fake_root):
-    with pytest.raises(ValueError, match="val_size must be an integer from 0 to 999"):
+    with pytest.raises(ValueError, match="val_size must be an integer from 1 to 999"):
         load_cifar10(fake_root, val_size=5000, download=False)
 
 
@@ -144,7 +144,7 @@ def test_device_loader_normalises_batches_and_shuffles_reproducibly(fake_data):
 
 def test_device_loader_rejects_bad_batch_size(fake_data):
     for bad in (0, -5, 2.5, "64"):
-        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        with pytest.raises(ValueError, match="batch_size must be an integer >= 2"):  # the option's own rule
             DeviceLoader(fake_data.train_images, fake_data.train_labels, fake_data.mean, fake_data.std, bad)
 
 

@@ -1,5 +1,6 @@
 """Each notebook, run by papermill as a teacher would, with overridden parameters, in quick mode."""
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +19,14 @@ PROMISED = {
                "misclassified.png", "cnn_vs_mlp.png", "augmented.png"],
     "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "sweep_summary.png"],
     "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png"],
+    "05_reference_recipes": ["reruns.png", "reruns.csv"],
 }
 OVERRIDES = {
     "01_mlp": dict(hidden="64,32", lr=0.003),
     "02_cnn": dict(cutout=8, flip=False),
     "03_regularization": dict(seeds=2, widths="8,16,16", early_stopping=1),
     "04_resnet_comparison": dict(models="mlp,cnn", pretrained=False),
+    "05_reference_recipes": dict(reruns="000,002_mlp,004a"),  # 004a: the network written in the open
 }
 
 
@@ -38,16 +41,43 @@ def sweep_summary(tmp_path_factory):
     return path
 
 
-def execute(name, tmp_path, **params):
-    return pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
+def execute(name, tmp_path, solved=False, **params):
+    source = with_solutions(name, tmp_path) if solved else NOTEBOOKS / f"{name}.ipynb"
+    return pm.execute_notebook(str(source), str(tmp_path / f"{name}.out.ipynb"),
                                parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
+
+
+def solutions(name):
+    """notebooks/solutions/NAME.py as {exercise number: its code}."""
+    text = (NOTEBOOKS / "solutions" / f"{name}.py").read_text()
+    parts = re.split(r"^# %% exercise (\d+)\n", text, flags=re.M)
+    return {int(n): code.strip() for n, code in zip(parts[1::2], parts[2::2])}
+
+
+def with_solutions(name, tmp_path):
+    """A copy of the notebook whose exercise cells hold the worked solutions instead of `answer_N = None`."""
+    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
+    for n, code in solutions(name).items():
+        (cell,) = [c for c in nb["cells"] if "".join(c["source"]).startswith(f"answer_{n} = None")]
+        text = "".join(cell["source"])
+        cell["source"] = code + "\n" + text.split("\n", 1)[1]
+    path = tmp_path / f"{name}.solved.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def exercise_checks(executed):
+    """What each exercise cell's check printed (its last line)."""
+    cells = [c for c in executed["cells"] if "exercise" in c["metadata"].get("tags", [])]
+    return ["".join(o.get("text", "") for o in c["outputs"] if o["output_type"] == "stream").strip().split("\n")[-1]
+            for c in cells]
 
 
 @pytest.mark.parametrize("name", list(PROMISED))
 def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
     out = tmp_path / "out"
-    shows_sweeps = name in ("03_regularization", "04_resnet_comparison")
-    executed = execute(name, tmp_path, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}),
+    shows_sweeps = name in ("03_regularization", "04_resnet_comparison", "05_reference_recipes")
+    executed = execute(name, tmp_path, solved=True, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}),
                        **(dict(sweep_summary=str(sweep_summary)) if shows_sweeps else {}))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["quick"] is True and metrics["params"]["seed"] == 1
@@ -58,11 +88,18 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
         assert 0 <= model["test_acc"] <= 1 and model["epochs"] == 1
     if name == "04_resnet_comparison":
         assert list(metrics["models"]) == ["mlp", "cnn"]
-    if name == "03_regularization":
-        assert len(metrics["multi_seed"]["test_acc"]) == 2
+    if name == "05_reference_recipes":
+        assert list(metrics["models"]) == ["000", "002_mlp", "004a"]
+        assert metrics["models"]["004a"]["parameters"] == 5_295_242 and metrics["models"]["000"]["reported"] == "86.20%"
+    if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline
+        assert {s["setting"]: s["n"] for s in metrics["settings"]}["none"] == 2
+        assert set(metrics["verdicts"]) >= {"dropout", "batchnorm", "augmentation", "all together"}
+    checks = exercise_checks(executed)  # every worked solution passes its exercise's check
+    assert len(checks) == len(solutions(name)) >= 3 and all(c.strip() == "right" for c in checks), checks
     if shows_sweeps:  # the sweep's table is displayed, with the quick-mode warning
-        last = "".join(str(o) for o in executed["cells"][-1]["outputs"])
-        assert "0.81" in last and "quick mode" in last
+        (cell,) = [c for c in executed["cells"] if "sweep.newest_summary" in "".join(c["source"])]
+        shown = "".join(str(o) for o in cell["outputs"])
+        assert "0.81" in shown and "quick mode" in shown
 
 
 @pytest.mark.parametrize("params, message", [
@@ -92,12 +129,14 @@ def test_source_notebooks_are_clean_and_parameterised():
 
 def test_the_notebooks_parameters_agree_with_the_library_recipes():
     """01 and 02 teach the recipes the command line runs: one set of numbers, never two that drift apart."""
-    from cifar_lab.recipes import RECIPES
+    from cifar_lab.options import MODEL, defaults
+    from cifar_lab.recipes import RECIPES, training_options
     for name, recipe in (("01_mlp", RECIPES["mlp"]), ("02_cnn", RECIPES["cnn"])):
         declared = {k: v["default"] for k, v in pm.inspect_notebook(str(NOTEBOOKS / f"{name}.ipynb")).items()}
-        shared = set(declared) & set(recipe.training)
-        assert shared >= {"epochs", "lr", "weight_decay", "label_smoothing"}, name
-        assert {k: eval(declared[k]) for k in shared} == {k: recipe.training[k] for k in shared}, name
+        library = {**defaults(MODEL), **recipe.model_options, **training_options(recipe)}
+        shared = set(declared) & set(library) - {"seed"}
+        assert shared >= {"epochs", "lr", "weight_decay", "label_smoothing", "batch_size"}, name
+        assert {k: eval(declared[k]) for k in shared} == {k: library[k] for k in shared}, name
 
 
 def test_runs_never_share_a_folder_and_a_used_one_is_refused(tmp_path):

@@ -5,21 +5,24 @@ import pytest
 from cifar_lab import report
 
 
-def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path, capsys):
+def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path, capsys, tiny_notebooks):
     reports = tmp_path / "reports"
-    assert report.main(["--quick", "--only", "00_data_analysis", "--reports", str(reports)]) == 0
-    page = (reports / "00_data_analysis.html").read_text()
+    assert report.main(["--quick", "--only", "99_tiny", "--reports", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "99_tiny: epoch   1/1" in out and "99_tiny done in" in out  # progress, then a one-line summary
+    page = (reports / "99_tiny.html").read_text()
     assert "<nav" in page and "Class distribution" in page and "<img" in page
     assert "course.start(" not in page  # code hidden
-    before = (reports / "00_data_analysis" / "metrics.json").read_text()
+    assert f"results in {reports}/99_tiny/" in page and ".staging" not in page  # where the results end up
+    before = (reports / "99_tiny" / "metrics.json").read_text()
 
-    assert report.main(["--quick", "--only", "00_data_analysis", "-p", "seed", "-1", "--reports", str(reports)]) == 1
+    assert report.main(["--quick", "--only", "99_tiny", "-p", "seed", "-1", "--reports", str(reports)]) == 1
     out = capsys.readouterr().out
-    assert "00_data_analysis FAILED" in out and "seed must be an integer >= 0" in out
-    assert (reports / "00_data_analysis" / "metrics.json").read_text() == before
-    assert (reports / "failed" / "00_data_analysis.ipynb").exists()
+    assert "99_tiny FAILED" in out and "seed must be an integer >= 0" in out
+    assert (reports / "99_tiny" / "metrics.json").read_text() == before
+    assert (reports / "failed" / "99_tiny.ipynb").exists()
     assert "Failed in the last run" in (reports / "index.html").read_text()
-    assert json.loads((reports / "summary.json").read_text()) == []  # 00 trains no model
+    assert [r["model"] for r in json.loads((reports / "summary.json").read_text())] == ["cnn"]
 
 
 def test_parameters_are_typed_like_papermill():

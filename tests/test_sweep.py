@@ -61,13 +61,14 @@ def test_training_sweep_runs_in_parallel_keeps_good_runs_and_names_the_failed_on
     assert json.loads((out / "seed=0,cutout=0" / "metrics.json").read_text())["params"]["lr"] == 0.05
 
 
-def test_notebook_sweep_runs_papermill_per_seed(tmp_path):
+def test_notebook_sweep_runs_papermill_per_seed(tmp_path, tiny_notebooks):
     out = tmp_path / "sweep"
-    assert sweep.main(["--notebook", "02_cnn", "--grid", "seed", "0", "1", "--jobs", "2",
+    assert sweep.main(["--notebook", "99_tiny", "--grid", "seed", "0", "1", "--jobs", "2", "-p", "quick", "True",
                        "--output-dir", str(out)]) == 0
-    assert (out / "seed=1" / "02_cnn.ipynb").exists()  # the executed notebook of each run
+    assert (out / "seed=1" / "99_tiny.ipynb").exists()  # the executed notebook of each run
     table = sweep.load_summary(out / "summary.csv")
     assert table.loc[0, "model"] == "cnn" and table.loc[0, "n"] == 2
+    assert "over seed 0 1, with quick=True" in sweep.describe_summary(out)  # what it ran with, for the notebooks
 
 
 def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):

@@ -1,0 +1,37 @@
+"""Checks for the notebooks' exercises: a student's answer against the run's own result.
+
+Each exercise cell ends with `print(exercises.check(answer_1, expected, hint))`. Worked solutions live in
+`notebooks/solutions/NN_*.py` (one `# %% exercise N` section each), out of the student's way; the tests run
+every notebook with its solutions filled in and require every check to say "right".
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RIGHT, UNANSWERED = "right", "not answered yet"
+
+
+def check(answer: Any, expected: Any, hint: str, tolerance: float = 0.0) -> str:
+    """'right', 'not answered yet', or 'not quite: HINT' for a student's answer (numbers within `tolerance`)."""
+    if answer is None:
+        return UNANSWERED
+    return RIGHT if _same(answer, expected, tolerance) else f"not quite: {hint}"
+
+
+def _plain(x: Any) -> Any:
+    """A 0-d numpy or torch value (np.bool_, a tensor's item) as the Python value it holds."""
+    return x.item() if getattr(x, "ndim", None) == 0 and hasattr(x, "item") else x
+
+
+def _same(answer: Any, expected: Any, tolerance: float) -> bool:
+    answer, expected = _plain(answer), _plain(expected)
+    if isinstance(expected, bool) or isinstance(answer, bool):
+        return isinstance(answer, bool) and isinstance(expected, bool) and answer == expected
+    if isinstance(expected, (int, float)) and isinstance(answer, (int, float)):
+        return math.isclose(answer, expected, rel_tol=0.0, abs_tol=tolerance)
+    if isinstance(expected, str) and isinstance(answer, str):
+        return answer.strip().lower() == expected.strip().lower()
+    if isinstance(expected, (set, frozenset)) and isinstance(answer, (set, frozenset, list, tuple)):
+        return {str(a).strip().lower() for a in answer} == {str(e).strip().lower() for e in expected}
+    return answer == expected
