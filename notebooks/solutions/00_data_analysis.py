@@ -1,0 +1,20 @@
+# Worked solutions of notebook 00's exercises. Each "# %% exercise N" section replaces the line
+# `answer_N = None` of that exercise's cell (the tests run the notebook that way, so these never rot).
+
+# %% exercise 1
+# The test set holds 1,000 images of each class, so always answering one class is right 1,000 times
+# in 10,000: 0.1, which is "chance" for a balanced 10-class problem.
+answer_1 = data.test_labels.bincount().max().item() / len(data.test_labels)
+
+# %% exercise 2
+# 3 channels x 32 rows x 32 columns.
+answer_2 = 3 * 32 * 32
+
+# %% exercise 3
+# Channel 0 is red; averaging uint8 needs a float first. On CIFAR-10 it lands within a unit or so of the
+# training split's red mean: the split is random, so both are samples of the same images.
+answer_3 = data.val_images[:, 0].float().mean().item()
+
+# %% exercise 4
+# (b): statistics of the held-out images would be information about them used in training.
+answer_4 = "b"

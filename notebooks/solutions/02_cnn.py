@@ -1,0 +1,19 @@
+# Worked solutions of notebook 02's exercises. Each "# %% exercise N" section replaces the line
+# `answer_N = None` of that exercise's cell (the tests run the notebook that way, so these never rot).
+
+# %% exercise 1
+# 32 filters, each 3 channels x 3 x 3; no bias since BatchNorm follows.
+answer_1 = 32 * 3 * 3 * 3
+
+# %% exercise 2
+# The largest off-diagonal cell of the counts matrix. On CIFAR-10 it is nearly always cat -> dog or
+# dog -> cat: small furry animals at 32x32 pixels differ in details the network barely resolves.
+answer_2 = tuple(result.most_confused(1)[0][:2])
+
+# %% exercise 3
+# 32x32 -> 16x16 -> 8x8 -> 4x4 through three max-pools; the last block has 128 channels.
+answer_3 = (128, 4, 4)
+
+# %% exercise 4
+# Usually True by a few tenths of a point (the model learnt flipped images); run it to see.
+answer_4 = bool(evaluate(model, data, "test", tta=True).accuracy > result.accuracy)
