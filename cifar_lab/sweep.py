@@ -244,7 +244,7 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     path = path / "summary.csv" if path.is_dir() else path
     if not path.exists():
         raise FileNotFoundError(f"no sweep summary at {path}: run python -m cifar_lab.sweep first")
-    table = pd.read_csv(path, keep_default_na=False)  # an empty setting stays "", not NaN
+    table = pd.read_csv(path, keep_default_na=False, dtype={"setting": str, "model": str})  # "002" stays "002"
     numbers = [c for c in table.columns if c.endswith(("_mean", "_std"))]
     table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # n = 1: no std (NaN), still numbers
     return table
