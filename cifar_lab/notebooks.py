@@ -11,7 +11,8 @@ from .files import load_json
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
 NOTEBOOKS = ROOT / "notebooks"
-PROGRESS = re.compile(r"^(Training |epoch +\d+/|test accuracy|early stopped|training interrupted|\w*Error\b)"
+PROGRESS = re.compile(r"^(Training |epoch +\d+/\d+ +train loss|test accuracy|early stopped|training interrupted"
+                      r"|\w*Error\b)"
                       r"|: train acc .*test acc")  # fit's lines, and a notebook's one line per training
 RESULTS_AS = "CIFAR_LAB_RESULTS_AS"  # set by the report: where a run's results end up, for its banner
 

@@ -208,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         try:
             page = run_notebook(name, params, reports, show=lambda line: print(f"    {name}: {line}", flush=True))
-            models = notebooks.read_metrics(reports / name / "metrics.json").get("models", {})
-            scores = ", ".join(f"{m} {v['test_acc']:.2%}" for m, v in models.items()) or "no model trained"
+            rows = [r for r in summary(reports) if r["notebook"] == name]  # a setting's seeds pooled
+            scores = ", ".join(f"{r['model']} {r['test_acc']:.2%}" + (f" (mean of {r['seeds']})" if r["seeds"] > 1
+                               else "") for r in rows) or "no model trained"
             print(f"[{i}/{len(names)}] {name} done in {time.perf_counter() - t0:.0f} s: test accuracy {scores}; "
                   f"{page}", flush=True)
         except KeyboardInterrupt:
