@@ -7,6 +7,7 @@ from .data import CIFAR10Data, CifarDataError, load_cifar10
 from .devices import get_device, set_seed
 from .evaluate import EvalResult, evaluate, predict
 from .fake import make_fake_cifar10
+from .fast import train_fast
 from .files import environment_info, load_json, save_json
 from .history import History
 from .loader import DeviceLoader
@@ -17,4 +18,4 @@ __all__ = ["CIFAR10Data", "CifarDataError", "DeviceLoader", "EvalResult", "Histo
            "TrainingInterrupted", "check_choice", "check_data_dir", "check_float", "check_int", "check_output_dir",
            "count_parameters", "environment_info", "evaluate", "fit", "flops_per_image", "get_device",
            "load_checkpoint", "load_cifar10", "load_json", "make_fake_cifar10", "make_model", "predict",
-           "save_checkpoint", "save_json", "set_seed"]
+           "save_checkpoint", "save_json", "set_seed", "train_fast"]

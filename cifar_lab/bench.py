@@ -4,7 +4,9 @@
 
 Measures images/s of the data pipeline alone and of full training steps (forward, backward,
 optimizer) for each model, the model FLOPs per image, and the achieved training FLOP/s as a
-fraction of this machine's dense fp32 matmul peak, measured in the same run. Uses the real
+fraction of this machine's dense fp32 matmul peak, measured in the same run. With --target 0.9,
+also time-to-accuracy: the seconds and FLOPs the 02 CNN (its recipe) and the fast recipe take to
+reach that validation accuracy, trained one after the other in this process. Uses the real
 CIFAR-10 files when they are in the data folder, else a synthetic set of the same format.
 """
 from __future__ import annotations
@@ -130,6 +132,16 @@ def textbook_loaders(data_dir: str | Path | None = None, batch_size: int = defau
             DataLoader(val_set, shuffle=False, **kw), DataLoader(test_set, shuffle=False, **kw))
 
 
+def bench_data(data_dir=None, quick: bool = False):
+    """The real CIFAR-10 files if they are in the data folder (45,000/5,000 split), else a synthetic set."""
+    try:
+        folder = find_cifar10(data_dir, download=False)
+    except CifarDataError:
+        tmp = Path(tempfile.mkdtemp(prefix="cifar_lab_bench_"))
+        folder = make_fake_cifar10(tmp, train_per_batch=200 if quick else 2000, test_size=100)
+    return load_cifar10(folder.parent, val_size=100 if quick else default("val_size"), download=False)
+
+
 def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = default("batch_size"),
         pipeline_steps: int = 60, train_steps: int = 25, rounds: int = 2, quick: bool = False, verbose: bool = True) -> dict:
     """Run every measurement and return the results (see module docstring)."""
@@ -194,6 +206,23 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = defau
     return result
 
 
+def time_to_accuracy(data, target: float, cnn_epochs: int = 20, fast_epochs: float = 10.0,
+                     verbose: bool = True) -> dict:
+    """Seconds and FLOPs (training plus validation) to reach `target` validation accuracy, 02's CNN vs the fast recipe."""
+    from .fast import first_reaching, fast_flops, fit_flops, train_fast
+    from .recipes import build_model, get_recipe, training_options
+    from .training import fit
+
+    recipe = get_recipe("cnn")
+    devices.set_seed(0)
+    model = build_model(recipe, data)
+    cnn = fit(model, data, **training_options(recipe, epochs=cnn_epochs), progress=False, verbose=verbose)
+    cnn_flops = fit_flops(cnn, flops_per_image(model), len(data.train_labels), len(data.val_labels))
+    _, fast = train_fast(data, epochs=fast_epochs, progress=False, verbose=verbose)
+    return {"target": target, "cnn": first_reaching(cnn, target, cnn_flops),
+            "fast": first_reaching(fast, target, fast_flops(fast))}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", help="write the results here")
@@ -202,11 +231,25 @@ def main(argv=None) -> int:
     add_arguments(parser, {"batch_size": TRAINING["batch_size"]})  # the training option, checked the same way
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repeats; the best of each counts")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
+    parser.add_argument("--target", type=float, default=None,
+                        help="also measure time-to-accuracy: seconds and FLOPs to this validation accuracy (0..1)")
+    parser.add_argument("--cnn-epochs", type=int, default=20, help="time-to-accuracy: most epochs of the 02 CNN")
+    parser.add_argument("--fast-epochs", type=float, default=10.0, help="time-to-accuracy: the fast recipe's epochs")
     args = parser.parse_args(argv)
+    if args.target is not None and not 0 < args.target <= 1:
+        parser.error(f"--target must be a validation accuracy in (0, 1], like 0.9, got {args.target}")
     kwargs = dict(pipeline_steps=3, train_steps=2, rounds=1) if args.quick else dict(rounds=args.rounds)
     batch_size = args.batch_size or default("batch_size")
     result = run(args.data_dir, tuple(m.strip() for m in args.models.split(",")), batch_size,
                  quick=args.quick, **kwargs)
+    if args.target is not None:
+        result["time_to_accuracy"] = reach = time_to_accuracy(
+            bench_data(args.data_dir, args.quick), args.target, 1 if args.quick else args.cnn_epochs,
+            0.5 if args.quick else args.fast_epochs)
+        for name, r in (("02 CNN", reach["cnn"]), ("fast recipe", reach["fast"])):
+            print(f"{name}: {'reached' if r['reached'] else 'did not reach'} {args.target:.1%} validation accuracy "
+                  f"{'at epoch ' + str(r['epoch']) if r['reached'] else '(best ' + format(r['val_acc'], '.1%') + ')'}"
+                  f" after {r['seconds']:.0f} s and {r['flops'] / 1e15:.3f} PFLOPs")
     if args.json:
         print(f"wrote {save_json(result, args.json)}")
     return 0

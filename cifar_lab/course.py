@@ -173,6 +173,9 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
     quick = quick_mode(params.get("quick", False))
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
+        for name in ("fast_epochs", "ablation_epochs"):  # notebook 06's
+            if name in params:
+                params[name] = min(params[name], QUICK_EPOCHS)
     training = training_options(get_recipe(recipe), **_training(params)) if recipe else \
         {**defaults(TRAINING), **_training(params)}
     output_dir = _output_folder(notebook, params, quick, training, resume) if claim else None
@@ -184,7 +187,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def _check_paths(params: dict) -> None:
     """A results file named explicitly must exist (None means: find the newest)."""
-    for name in ("mlp_metrics", "sweep_summary"):
+    for name in ("mlp_metrics", "sweep_summary", "cnn_metrics"):
         if params.get(name) is not None and not Path(params[name]).exists():
             raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
                              f"the newest run's")

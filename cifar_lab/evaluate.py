@@ -15,20 +15,36 @@ def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def tta_logits(model: nn.Module, images: torch.Tensor, level: int = 1) -> torch.Tensor:
+    """Logits averaged over test-time augmentations: 0 none, 1 the mirror image too, 2 also 1-pixel shifts.
+
+    Level 2 (airbench's) averages, half and half, the mirrored pair with the mirrored pairs of the image
+    shifted by one pixel up-left and down-right (reflect padding): 6 forward passes.
+    """
+    def mirrored(x: torch.Tensor) -> torch.Tensor:
+        return (model(x).float() + model(x.flip(3)).float()) / 2
+
+    if level == 0:
+        return model(images).float()
+    if level == 1:
+        return mirrored(images)
+    h, w = images.shape[-2:]
+    padded = nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")  # (B, C, H+2, W+2)
+    shifted = (mirrored(padded[..., :h, :w]) + mirrored(padded[..., 2:, 2:])) / 2
+    return (mirrored(images) + shifted) / 2
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, loader, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, loader, tta: bool | int = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, num_classes) and labels (N,) of every batch of `loader`, on the CPU.
 
-    With `tta`, the logits are averaged with those of the mirrored images.
+    `tta`: True (or 1) averages the logits with those of the mirrored images; 2 adds 1-pixel shifts.
     """
     was_training = model.training
     model.eval()
     all_logits, all_labels = [], []
     for images, labels in loader:
-        logits = model(images).float()
-        if tta:
-            logits = (logits + model(images.flip(3)).float()) / 2
-        all_logits.append(logits)
+        all_logits.append(tta_logits(model, images, int(tta)))
         all_labels.append(labels)
     model.train(was_training)
     return torch.cat(all_logits).cpu(), torch.cat(all_labels).cpu()
@@ -102,8 +118,8 @@ class EvalResult:
 
 
 def evaluate(model: nn.Module, data: CIFAR10Data, split: str = "test", batch_size: int = 500,
-             tta: bool = False) -> EvalResult:
-    """Predict every image of one split ('train', 'val' or 'test'); `tta` adds flip test-time augmentation."""
+             tta: bool | int = False) -> EvalResult:
+    """Predict every image of one split ('train', 'val' or 'test'); `tta` as in `predict` (test-time augmentation)."""
     loader = data.loader(split, batch_size=batch_size, train=False, device=_model_device(model))
     logits, labels = predict(model, loader, tta=tta)
     return EvalResult(logits, labels, list(data.classes), split)

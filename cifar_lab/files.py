@@ -89,6 +89,16 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), with ", native bf16" when it has AVX-512 BF16."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    return (names[0] if names else platform.machine()) + (", native bf16" if "avx512_bf16" in text else ", no native bf16")
+
+
 def environment_info() -> dict:
     """Library versions and machine, recorded next to every run's metrics."""
     import numpy
@@ -99,5 +109,6 @@ def environment_info() -> dict:
     return {"cifar_lab": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__), "numpy": str(numpy.__version__),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "cpu_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}

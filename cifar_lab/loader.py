@@ -1,7 +1,8 @@
 """Batches built on the training device from uint8 images held there: shuffling, augmentation, normalisation.
 
 Crop with black padding and flip as torchvision's RandomCrop and RandomHorizontalFlip do, and cutout,
-for all images of a batch at once, with no worker processes and no PIL.
+for all images of a batch at once, with no worker processes and no PIL; or, for the fast recipe, flips
+that alternate per image from epoch to epoch.
 """
 from __future__ import annotations
 
@@ -146,6 +147,7 @@ class DeviceLoader:
                  saturation: float = default("saturation"), hue: float = default("hue"),
                  rotation: float = default("rotation"), erasing: float = default("erasing"),
                  erasing_scale: tuple[float, float] = default("erasing_scale"),
+                 alternate_flip: bool = False,  # with flip: each image mirrored in every other epoch
                  seed: int = default("seed"),  # of shuffling and augmentation
                  device: str | torch.device = "cpu",
                  channels_last: bool = False,  # yield NHWC-strided batches (faster convolutions)
@@ -173,6 +175,7 @@ class DeviceLoader:
         self.jitter = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
         self.rotation, self.erasing, self.erasing_scale = rotation, erasing, tuple(erasing_scale)
         self.float_augmentation = any(self.jitter.values()) or rotation > 0 or erasing > 0
+        self.alternate_flip = alternate_flip
         self.channels_last = channels_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0  # passes made so far; with the seed it fixes each pass's order and augmentation
@@ -209,6 +212,9 @@ class DeviceLoader:
             order = torch.randperm(n, generator=_generator(self.seed, self.epoch)).to(self.device)
             random = draw_augmentation(n, self.crop_padding, self.cutout, self.images.shape[-1],
                                        _generator(self.seed, self.epoch, self.rank, 1)).to(self.device)
+            if self.flip and self.alternate_flip:  # random in the first epoch, then the other way each epoch
+                first = torch.randint(0, 2, (n,), generator=_generator(self.seed, self.rank, 3))  # per image
+                random[2] = (first.to(self.device)[order] + self.epoch) % 2
             if self.float_augmentation:  # jitter 4, rotation 1, erasing 5 numbers per image
                 uniform = torch.rand(10, n, generator=_generator(self.seed, self.epoch, self.rank, 2)).to(self.device)
         self.epoch += 1

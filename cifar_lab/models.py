@@ -121,6 +121,16 @@ class GlobalMaxPool(nn.Module):
         return x.amax(dim=(2, 3))
 
 
+def patch_whitening(images: torch.Tensor, eps: float = 5e-4) -> torch.Tensor:
+    """Weights (12, 3, 2, 2) of a 2x2 convolution whose outputs are the images' 2x2 patches, PCA-whitened."""
+    patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # (N, 3, H-1, W-1, 2, 2)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)  # (N*(H-1)*(W-1), 12)
+    patches = patches - patches.mean(0)
+    eigvals, eigvecs = torch.linalg.eigh(patches.T @ patches / len(patches))
+    weight = eigvecs.T / (eigvals + eps).sqrt()[:, None]  # (12, 12): one output per component
+    return weight.view(12, 3, 2, 2)
+
+
 class ResNet9(nn.Module):
     """A fast small residual net (ResNet-9 style, after the fast CIFAR-10 recipes).
 
@@ -146,14 +156,72 @@ class ResNet9(nn.Module):
     @torch.no_grad()
     def whiten(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the 2x2 stem to the PCA whitening of the images' 2x2 patches (normalised float, (N, 3, H, W))."""
-        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # (N, 3, H-1, W-1, 2, 2)
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)  # (N*(H-1)*(W-1), 12)
-        patches = patches - patches.mean(0)
-        eigvals, eigvecs = torch.linalg.eigh(patches.T @ patches / len(patches))
-        weight = eigvecs.T / (eigvals + eps).sqrt()[:, None]  # (12, 12): one output per component
-        self.whitening.weight.copy_(weight.view(12, 3, 2, 2))
+        self.whitening.weight.copy_(patch_whitening(images, eps))
         self.whitening.bias.zero_()
         self.whitening.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.whitening(x)) * self.head_scale
+
+
+class ShiftOnlyBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose scale stays 1: only the shift (bias) learns."""
+
+    def __init__(self, channels: int, momentum: float = 0.4, eps: float = 1e-12):
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.weight.requires_grad_(False)
+
+
+class ConvGroup(nn.Module):
+    """conv, max-pool, BN, activation, conv, BN, activation: one of FastNet's three stages."""
+
+    def __init__(self, c_in: int, c_out: int, frozen_scale: bool = True, activation: str = "gelu"):
+        super().__init__()
+        norm = ShiftOnlyBatchNorm if frozen_scale else nn.BatchNorm2d
+        act = nn.GELU if activation == "gelu" else nn.ReLU
+        self.net = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                                 norm(c_out), act(),
+                                 nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), norm(c_out), act())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FastNet(nn.Module):
+    """The fast recipe's network (after airbench): a 2x2 whitening stem, three wide conv groups, a scaled head.
+
+    `whiten(images)` freezes the stem's weights to the patches' whitening (its bias still learns);
+    `dirac=True` starts each convolution as the identity on its first input channels, so a fresh net
+    passes its input through.
+    """
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
+                 frozen_scale: bool = True, activation: str = "gelu", dirac: bool = True,
+                 head_scale: float = 1 / 9):  # logits multiplier: keeps early softmax soft
+        super().__init__()
+        check_choice("activation", activation, ("gelu", "relu"))
+        self.whitening = nn.Conv2d(3, 24, 2, padding=0, bias=True)  # (B, 24, 31, 31)
+        act = nn.GELU if activation == "gelu" else nn.ReLU
+        w1, w2, w3 = widths
+        self.net = nn.Sequential(act(),
+                                 ConvGroup(24, w1, frozen_scale, activation),  # (B, w1, 15, 15)
+                                 ConvGroup(w1, w2, frozen_scale, activation),  # (B, w2, 7, 7)
+                                 ConvGroup(w2, w3, frozen_scale, activation),  # (B, w3, 3, 3)
+                                 GlobalMaxPool(), nn.Linear(w3, num_classes, bias=False))
+        self.head_scale = head_scale
+        if dirac:
+            with torch.no_grad():
+                for m in self.net.modules():
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.dirac_(m.weight[:m.in_channels])  # output i copies input i at first
+
+    @torch.no_grad()
+    def whiten(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Fix the stem to the whitening of the images' 2x2 patches and its negative (24 outputs); bias zero."""
+        weight = patch_whitening(images, eps)
+        self.whitening.weight.copy_(torch.cat([weight, -weight]))  # both signs survive the activation
+        self.whitening.bias.zero_()
+        self.whitening.weight.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.whitening(x)) * self.head_scale
@@ -191,7 +259,7 @@ def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: 
     return model
 
 
-MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "resnet9": ResNet9,
+MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "resnet9": ResNet9, "fastnet": FastNet,
           "torchvision_resnet18": torchvision_resnet18}
 
 

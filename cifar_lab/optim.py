@@ -34,3 +34,39 @@ def make_scheduler(optimizer: torch.optim.Optimizer, opt: dict, steps_per_epoch:
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=opt["plateau_factor"],
                                                           patience=opt["plateau_patience"]), False
     return None, False
+
+
+def triangle(steps: int, start: float = 0.2, peak_at: float = 0.23, end: float = 0.07):
+    """A per-step LR multiplier rising linearly from `start` to 1 at `peak_at` of the steps, then falling to `end`."""
+    peak = max(int(peak_at * steps), 1)
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return start + (1 - start) * step / peak
+        return 1 + (end - 1) * min((step - peak) / max(steps - peak, 1), 1.0)
+    return factor
+
+
+class Lookahead:
+    """Lookahead-style weight averaging: every `every` steps a slow copy moves toward the weights, which jump to it.
+
+    `step(decay)` with decay 0 leaves the weights alone; near 1 it holds them close to the slow copy,
+    damping the last steps' noise. `finish()` leaves the slow copy in the model.
+    """
+
+    def __init__(self, model: nn.Module, every: int = 5):
+        self.every = every
+        self.live = [t for t in model.state_dict().values() if t.dtype.is_floating_point]
+        self.slow = [t.detach().clone() for t in self.live]
+
+    @torch.no_grad()
+    def step(self, step: int, decay: float) -> None:
+        """After optimisation step `step` (from 1): every `every`-th one, slow += (1 - decay) (live - slow); live = slow."""
+        if step % self.every == 0:
+            torch._foreach_lerp_(self.slow, self.live, 1 - decay)
+            torch._foreach_copy_(self.live, self.slow)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """Put the slow weights into the model."""
+        torch._foreach_copy_(self.live, self.slow)

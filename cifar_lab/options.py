@@ -192,6 +192,48 @@ RUN = {  # what a notebook or command needs around training
                           optional=True),
     "sweep_summary": Option(None, "a sweep's summary.csv (None: the newest under runs/, else reports/)", str,
                             optional=True),
+    "fast_epochs": Option(3.0, "epochs of the fast recipe's main run (10: the full recipe)", float, low=0.0,
+                          high=100.0, open_low=True),
+    "ablation": Option(True, "measure what each method of the fast recipe adds, one short run per step", bool),
+    "ablation_epochs": Option(2.0, "epochs of each ablation run", float, low=0.0, high=100.0, open_low=True),
+    "ablation_size": Option(5_000, "training images of each ablation run (None: all)", int, low=100,
+                            optional=True),
+    "ablation_batch_size": Option(256, "images per step of each ablation run", int, low=2),
+    "target": Option(0.9, "validation accuracy the time-to-accuracy table asks for", float, low=0.0, high=1.0,
+                     open_low=True),
+    "cnn_metrics": Option(None, "notebook 02's metrics.json for the CNN's curve (None: its newest run, else "
+                          "reports/02_cnn/)", str, optional=True),
+}
+
+FAST = {  # the fast recipe (fast.py): airbench's published methods, each one a switch for the ablation
+    "epochs": Option(10.0, "passes over the training split (a fraction ends mid-epoch)", float, low=0.0, high=100.0,
+                     open_low=True),
+    "batch_size": Option(1024, "images per optimisation step", int, low=2),
+    "lr": Option(11.5, "peak learning rate per 1,024 images of summed loss (divided by 1024 / (1 - momentum) "
+                 "for torch's SGD)", float, low=0.0, high=100.0, open_low=True),
+    "momentum": Option(0.85, "Nesterov momentum of SGD", float, low=0.0, high=1.0, open_high=True),
+    "weight_decay": Option(0.0153, "weight decay per 1,024 images, decoupled from the learning rate", float,
+                           low=0.0, high=1.0),
+    "bias_scaler": Option(64.0, "learning-rate multiplier of the BatchNorm shifts (not of their weight decay)",
+                          float, low=1.0, high=1000.0),
+    "label_smoothing": Option(0.2, "probability mass of the loss target spread over the wrong classes", float,
+                              low=0.0, high=0.5),
+    "widths": Option("64,256,256", "channels of the three conv groups", count=3),
+    "whiten": Option(True, "a frozen 2x2 first convolution set from the training patches' covariance "
+                     "(False: a learned one)", bool),
+    "whiten_bias_epochs": Option(3.0, "epochs the whitening convolution's bias trains before it freezes",
+                                 float, low=0.0),
+    "dirac": Option(True, "identity (Dirac) initialisation of each convolution's first input channels", bool),
+    "frozen_scale": Option(True, "BatchNorm scales fixed at 1 (only the shifts learn), at a higher LR", bool),
+    "activation": Option("gelu", "activation after each BatchNorm", str, choices=("gelu", "relu")),
+    "lookahead": Option(True, "every 5 steps pull the weights to a slow moving average of them", bool),
+    "translate": Option(2, "random translation in pixels (reflect padding, then a random crop)", int,
+                        low=0, high=8),
+    "alternate_flip": Option(True, "flip each image in every other epoch (random in the first) instead of "
+                             "at random", bool),
+    "tta": Option(2, "test-time augmentation: 0 none, 1 mirror, 2 mirror and 1-pixel translations", int,
+                  low=0, high=2),
+    "seed": Option(0, "seeds the initial weights, batch order and augmentation", int, low=0),
 }
 
 ALL = {**TRAINING, **MODEL, **RUN}

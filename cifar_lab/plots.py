@@ -211,3 +211,16 @@ def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
     n = ", ".join(map(str, sorted(set(table["n"]))))
     return model_comparison(rows, metric, ax=ax, save=save, category="setting",
                             title=f"{name[0].upper()}{name[1:]}: mean ± std over seeds (n = {n})")
+
+
+def accuracy_vs_time(curves: dict[str, tuple[Sequence[float], Sequence[float]]], target: float | None = None,
+                     ax=None, save=None, ylabel: str = "validation accuracy"):
+    """Accuracy against wall-clock seconds, one line per run ({name: (seconds, accuracies)}), a target line."""
+    fig, ax = _axes(ax, (7, 4.2))
+    for (name, (seconds, accuracy)), colour in zip(curves.items(), sns.color_palette(n_colors=len(curves))):
+        ax.plot(np.asarray(seconds) / 60, accuracy, "-o", ms=3, color=colour, label=name)
+    if target is not None:
+        ax.axhline(target, ls=":", color="grey", label=f"target {target:.0%}")
+    ax.set(title="Accuracy against training time", xlabel="minutes since the start of training", ylabel=ylabel)
+    ax.legend(loc="lower right", fontsize=8)
+    return _finish(fig, save)

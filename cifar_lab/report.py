@@ -54,6 +54,9 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     mlp = reports / "01_mlp" / "metrics.json"
     if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
         wanted["mlp_metrics"] = str(mlp.resolve())
+    cnn = reports / "02_cnn" / "metrics.json"
+    if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
+        wanted["cnn_metrics"] = str(cnn.resolve())
     executed = staging / f"{name}.ipynb"
     shown = reports.resolve().relative_to(ROOT) if reports.resolve().is_relative_to(ROOT) else reports
     env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/"}  # what the banner names, not the staging folder

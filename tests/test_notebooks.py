@@ -20,6 +20,8 @@ PROMISED = {
     "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "sweep_summary.png"],
     "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png"],
     "05_reference_recipes": ["reruns.png", "reruns.csv"],
+    "06_fast_training": ["ablation.png", "ablation.csv", "learning_curves.png", "accuracy_vs_time.png",
+                         "confusion_matrix.png", "misclassified.png"],
 }
 OVERRIDES = {
     "01_mlp": dict(hidden="64,32", lr=0.003),
@@ -91,6 +93,9 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
     if name == "05_reference_recipes":
         assert list(metrics["models"]) == ["000", "002_mlp", "004a"]
         assert metrics["models"]["004a"]["parameters"] == 5_295_242 and metrics["models"]["000"]["reported"] == "86.20%"
+    if name == "06_fast_training":  # 02's CNN and the 8 steps of the ablation; the recipe's FLOPs
+        assert len(metrics["ablation"]) == 9 and list(metrics["models"]) == ["fast"]
+        assert 0 < metrics["models"]["fast"]["pflops"] < 0.01
     if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline
         assert {s["setting"]: s["n"] for s in metrics["settings"]}["none"] == 2
         assert set(metrics["verdicts"]) >= {"dropout", "batchnorm", "augmentation", "all together"}
