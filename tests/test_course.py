@@ -85,3 +85,19 @@ def test_out_of_memory_suggests_a_smaller_batch(fake_data):
     model.register_forward_pre_hook(oom)
     with pytest.raises(RuntimeError, match="batch_size=32"):
         fit(model, fake_data, epochs=1, batch_size=64, progress=False, verbose=False)
+
+
+def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeypatch, tmp_path):
+    from cifar_lab.notebooks import ROOT
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
+    metrics = ROOT / "reports" / "01_mlp" / "metrics.json"
+    run = start("test", dict(seed=0, output_dir=str(tmp_path / "a"), mlp_metrics=str(metrics)))
+    table = run.parameters_table()["value"]
+    assert table["mlp_metrics"] == "reports/01_mlp/metrics.json"
+    assert str(ROOT) not in "".join(table)
+
+
+def test_quick_mode_caps_the_fast_notebooks_epochs_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
+    run = start("test", dict(fast_epochs=10.0, ablation_epochs=2.0, output_dir=str(tmp_path / "b")))
+    assert run.params["fast_epochs"] == 1 and run.params["ablation_epochs"] == 1
