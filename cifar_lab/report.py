@@ -134,7 +134,8 @@ def _sweep_section(reports: Path) -> str:
     for path in sorted(reports.glob("sweep_*/summary.csv")):
         table = sweep.load_summary(path)
         body = "".join(f"<tr><td>{html.escape(str(r['setting']))}</td><td>{html.escape(str(r['model']))}</td>"
-                       f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%} ± {r['test_acc_std']:.2%}</td></tr>"
+                       f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%}" +
+                       (f" ± {r['test_acc_std']:.2%}" if r["n"] > 1 else " (one seed: no spread)") + "</td></tr>"
                        for _, r in table.iterrows())
         image = f"<p><img src='{path.parent.name}/summary.png' style='max-width:100%'></p>" \
             if (path.parent / "summary.png").exists() else ""
