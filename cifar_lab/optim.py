@@ -50,7 +50,7 @@ def triangle(steps: int, start: float = 0.2, peak_at: float = 0.23, end: float =
 class Lookahead:
     """Lookahead-style weight averaging: every `every` steps a slow copy moves toward the weights, which jump to it.
 
-    `step(decay)` with decay 0 leaves the weights alone; near 1 it holds them close to the slow copy,
+    `step(n, decay)` with decay 0 leaves the weights alone; near 1 it holds them close to the slow copy,
     damping the last steps' noise. `finish()` leaves the slow copy in the model.
     """
 
