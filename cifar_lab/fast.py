@@ -18,7 +18,7 @@ from torch import nn
 
 from . import devices
 from .data import CIFAR10Data
-from .evaluate import predict
+from .evaluate import loss_and_accuracy, predict
 from .files import environment_info
 from .history import History
 from .models import FastNet, flops_per_image
@@ -59,7 +59,7 @@ def make_sgd(model: FastNet, opt: dict) -> torch.optim.SGD:
     norms = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     shifts = [p for p in trainable if id(p) in norms] if opt["frozen_scale"] else []
-    others = [p for p in trainable if id(p) not in {id(s) for s in shifts}]
+    others = [p for p in trainable if not any(p is s for s in shifts)]
     groups = [dict(params=others, lr=lr, weight_decay=decay / lr)]
     if shifts:
         shift_lr = lr * opt["bias_scaler"]
@@ -145,8 +145,7 @@ def _end_epoch(history: History, model: nn.Module, val_loader, epoch: int, opt: 
                seen: int, optimizer, verbose: bool, t0: float, elapsed: float) -> None:
     """Validate (no test-time augmentation), count its FLOPs, record and print the epoch."""
     logits, labels = predict(model, val_loader)
-    val_loss = nn.functional.cross_entropy(logits, labels).item()
-    val_acc = (logits.argmax(1) == labels).float().mean().item()
+    val_loss, val_acc = loss_and_accuracy(logits, labels)
     history.info["flops"] += history.info["flops_per_image"] * len(labels)
     train_loss, train_acc = (sums / max(seen, 1)).tolist()
     if not math.isfinite(train_loss):
