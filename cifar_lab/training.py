@@ -246,7 +246,7 @@ def _listed(value):
 
 
 def _fresh(t: _Training) -> int:
-    """0 (a new run), unless the checkpoint folder holds an unfinished run that this one would overwrite."""
+    """0 (a new run), unless the checkpoint folder already holds a run (finished or not) that this one would overwrite."""
     last = t.out / "last.pt" if t.out is not None else None
     if last is None or not last.exists():
         return 0
@@ -259,7 +259,9 @@ def _fresh(t: _Training) -> int:
         raise ValueError(f"{t.out} holds an unfinished run ({done} of {planned} epochs done); continue it with "
                          f"resume='{last}' and the same options, or choose another checkpoint_dir (or delete "
                          f"{t.out}) to start again")
-    return 0
+    raise ValueError(f"{t.out} holds a finished run ({done} epochs, {status}) whose best.pt and last.pt a new run "
+                     f"would overwrite; choose another checkpoint_dir (in a notebook: run the course.start cell "
+                     f"again for a new run folder), or delete {t.out} to replace it")
 
 
 def _announce(t: _Training, start: int) -> None:

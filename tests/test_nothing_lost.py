@@ -115,6 +115,18 @@ def test_an_interrupted_fit_is_continued_never_restarted_over_its_checkpoints(fa
     assert resumed.epoch == [1, 2] and resumed.info["status"] == "completed"
 
 
+def test_a_finished_fit_is_never_overwritten_by_the_next_one(fake_data, tmp_path):
+    """The fit cell run again after it finished: the first run's checkpoints stay as they were."""
+    fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
+    before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "last.pt", "history.json")}
+    with pytest.raises(ValueError, match=r"holds a finished run \(1 epochs, completed\).*choose another "
+                                         r"checkpoint_dir"):
+        fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    again = fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path / "second", **QUICK)
+    assert again.info["status"] == "completed"
+
+
 def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_continue(fake_data, tmp_path):
     model = tiny_mlp()
 
