@@ -126,7 +126,7 @@ class Run:
     def parameters_table(self) -> "pd.DataFrame":
         """The parameters this run really uses, with its data and device: a table to show at the top."""
         import pandas as pd
-        given = {k: _relative(v) for k, v in self.params.items() if k != "output_dir"}  # shown below as seen
+        given = {k: shown_path(v) for k, v in self.params.items() if k != "output_dir"}  # shown below as seen
         rows = {**given, "data": self.data.describe(), "device": self.device, "output folder": self.shown_dir}
         return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="parameter"))
 
@@ -185,9 +185,9 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
     return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
 
 
-def _relative(value: Any) -> Any:
+def shown_path(value: Any) -> Any:
     """A path inside the checkout as relative to it (a report never shows this machine's folders), else the value."""
-    if isinstance(value, str) and os.path.isabs(value) and Path(value).resolve().is_relative_to(ROOT):
+    if isinstance(value, (str, Path)) and os.path.isabs(value) and Path(value).resolve().is_relative_to(ROOT):
         return str(Path(value).resolve().relative_to(ROOT))
     return value
 

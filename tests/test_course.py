@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cifar_lab import check_output_dir, fit, make_model
-from cifar_lab.course import notebook_parameters, quick_mode, start
+from cifar_lab.course import notebook_parameters, quick_mode, shown_path, start
 from cifar_lab.options import ALL, TRAINING, add_arguments, check, defaults
 
 
@@ -95,6 +95,8 @@ def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeyp
     table = run.parameters_table()["value"]
     assert table["mlp_metrics"] == "reports/01_mlp/metrics.json"
     assert str(ROOT) not in "".join(table)
+    assert shown_path(metrics) == "reports/01_mlp/metrics.json"  # as notebook 06 prints 02's results file
+    assert shown_path(tmp_path / "a") == tmp_path / "a"  # outside the checkout: as given
 
 
 def test_quick_mode_caps_the_fast_notebooks_epochs_too(monkeypatch, tmp_path):
