@@ -144,10 +144,14 @@ def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, sav
     for k, (name, r) in enumerate(results.items()):
         ax.bar(x + k * width - 0.4 + width / 2, list(r.per_class_accuracy().values()), width,
                label=f"{name} (overall {r.accuracy:.1%})")
-    ax.set(xticks=x, ylim=(0, 1), title=f"Accuracy per class ({next(iter(results.values())).split})",
-           xlabel="true class", ylabel="accuracy")
+    first = next(iter(results.items()))
+    title = f"Accuracy per class ({first[1].split})"
+    if len(results) == 1:  # one model: its overall accuracy in the title, no one-entry legend
+        title = f"Accuracy per class ({first[1].split}; {first[0]}, overall {first[1].accuracy:.1%})"
+    ax.set(xticks=x, ylim=(0, 1), title=title, xlabel="true class", ylabel="accuracy")
     ax.set_xticklabels(classes, rotation=30)
-    ax.legend(fontsize=8, loc="lower right")
+    if len(results) > 1:  # beside the axes, where no bar can be under it
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return _finish(fig, save)
 
 

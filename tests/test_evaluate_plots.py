@@ -67,3 +67,13 @@ def test_plot_on_given_axes():
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2)
     assert plots.confusion_matrix(known_result(), ax=axes[1]) is fig
+
+
+def test_per_class_legend_never_covers_a_bar():
+    one = plots.per_class_accuracy({"cnn": known_result()})
+    assert one.axes[0].get_legend() is None and "cnn, overall" in one.axes[0].get_title()
+    two = plots.per_class_accuracy({"m1": known_result(), "m2": known_result()})
+    legend = two.axes[0].get_legend()
+    two.canvas.draw()
+    inside = two.axes[0].get_window_extent()
+    assert legend.get_window_extent().x0 >= inside.x1  # right of the axes, clear of every bar
