@@ -107,8 +107,7 @@ class Run:
         """The results folder as a reader should see it: where a report puts it, else relative to the checkout."""
         if os.environ.get(RESULTS_AS):
             return os.environ[RESULTS_AS]
-        folder = Path(self.output_dir).resolve()
-        return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
+        return str(shown_path(Path(self.output_dir).resolve()))
 
     @property
     def banner(self) -> str:
@@ -187,9 +186,10 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def shown_path(value: Any) -> Any:
     """A path inside the checkout as relative to it (a report never shows this machine's folders), else the value."""
-    if isinstance(value, (str, Path)) and os.path.isabs(value) and Path(value).resolve().is_relative_to(ROOT):
-        return str(Path(value).resolve().relative_to(ROOT))
-    return value
+    if not (isinstance(value, (str, Path)) and os.path.isabs(value)):
+        return value
+    path = Path(value).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else value
 
 
 def _check_paths(params: dict) -> None:

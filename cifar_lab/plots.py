@@ -139,15 +139,15 @@ def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, sav
     """Bars of accuracy within each true class, one colour per model."""
     results = results if isinstance(results, dict) else {"model": results}
     fig, ax = _axes(ax, (9, 4))
-    classes = next(iter(results.values())).classes
+    first_name, first = next(iter(results.items()))
+    classes = first.classes
     width, x = 0.8 / len(results), np.arange(len(classes))
     for k, (name, r) in enumerate(results.items()):
         ax.bar(x + k * width - 0.4 + width / 2, list(r.per_class_accuracy().values()), width,
                label=f"{name} (overall {r.accuracy:.1%})")
-    first = next(iter(results.items()))
-    title = f"Accuracy per class ({first[1].split})"
+    title = f"Accuracy per class ({first.split})"
     if len(results) == 1:  # one model: its overall accuracy in the title, no one-entry legend
-        title = f"Accuracy per class ({first[1].split}; {first[0]}, overall {first[1].accuracy:.1%})"
+        title = f"Accuracy per class ({first.split}; {first_name}, overall {first.accuracy:.1%})"
     ax.set(xticks=x, ylim=(0, 1), title=title, xlabel="true class", ylabel="accuracy")
     ax.set_xticklabels(classes, rotation=30)
     if len(results) > 1:  # beside the axes, where no bar can be under it
