@@ -24,7 +24,7 @@ from .history import History
 from .models import FastNet, flops_per_image
 from .optim import Lookahead, triangle
 from .options import FAST, check, defaults, describe
-from .training import TrainingDiverged, TrainingInterrupted, train_step
+from .training import TrainingDiverged, TrainingInterrupted, progress_bar, train_step
 
 WHITENING_IMAGES = 5000  # training images whose 2x2 patches set the whitening stem
 LOOKAHEAD_EVERY = 5  # optimisation steps between lookahead updates
@@ -135,10 +135,7 @@ train_fast.__doc__ += "\n" + describe(FAST)
 
 
 def _bar(loader, epoch: int, opt: dict, progress: bool):
-    if not progress:
-        return loader
-    from tqdm.auto import tqdm
-    return tqdm(loader, desc=f"epoch {epoch}/{math.ceil(opt['epochs'])}", leave=False)
+    return progress_bar(loader, f"epoch {epoch}/{math.ceil(opt['epochs'])}", progress)
 
 
 def _end_epoch(history: History, model: nn.Module, val_loader, epoch: int, opt: dict, sums: torch.Tensor,

@@ -59,7 +59,8 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
         wanted["cnn_metrics"] = str(cnn.resolve())
     executed = staging / f"{name}.ipynb"
     shown = reports.resolve().relative_to(ROOT) if reports.resolve().is_relative_to(ROOT) else reports
-    env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/"}  # what the banner names, not the staging folder
+    env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/",  # what the banner names, not the staging folder
+           "TQDM_DISABLE": "1"}  # a saved notebook keeps a bar's first frame ("0%"); the epoch lines carry the numbers
     code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show, env=env)
     if code != 0:
         failed = reports / "failed"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,10 +278,15 @@ def _announce(t: _Training, start: int) -> None:
 
 
 def _bar(t: _Training, epoch: int):
-    if not t.progress:
-        return t.train_loader
+    return progress_bar(t.train_loader, f"epoch {epoch}/{t.opt['epochs']}", t.progress)
+
+
+def progress_bar(batches, desc: str, progress: bool = True):
+    """The batches, under a progress bar unless progress is off or TQDM_DISABLE is set (as in exported reports)."""
+    if not progress or os.environ.get("TQDM_DISABLE"):  # tqdm's notebook bar ignores TQDM_DISABLE itself
+        return batches
     from tqdm.auto import tqdm
-    return tqdm(t.train_loader, desc=f"epoch {epoch}/{t.opt['epochs']}", leave=False)
+    return tqdm(batches, desc=desc, leave=False)
 
 
 def _check_finite(t: _Training, loss: float, epoch: int, step: int) -> None:

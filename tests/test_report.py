@@ -13,6 +13,7 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
     page = (reports / "99_tiny.html").read_text()
     assert "<nav" in page and "Class distribution" in page and "<img" in page
     assert "course.start(" not in page  # code hidden
+    assert "it/s" not in (reports / "99_tiny.ipynb").read_text()  # no progress bar frozen at its first frame
     assert f"results in {reports}/99_tiny/" in page and ".staging" not in page  # where the results end up
     before = (reports / "99_tiny" / "metrics.json").read_text()
 
