@@ -69,7 +69,7 @@ def examples_per_class(images: torch.Tensor, labels: torch.Tensor, classes: Sequ
     order = sorted(range(len(picks)), key=lambda k: k % per_class)  # row r holds the r-th example of each class
     picks = [picks[k] for k in order]
     return image_grid(images[picks], [classes[labels[i]] for i in picks], ncols=len(classes),
-                      title=f"{per_class} example(s) per class", save=save)
+                      title=f"{per_class} example{'s' if per_class > 1 else ''} per class", save=save)
 
 
 def class_distribution(splits: dict[str, torch.Tensor], classes: Sequence[str], ax=None, save=None):
@@ -82,7 +82,7 @@ def class_distribution(splits: dict[str, torch.Tensor], classes: Sequence[str], 
         ax.bar(x + k * width - 0.4 + width / 2, counts, width, label=f"{name} ({len(labels):,})")
     ax.set(xticks=x, title="Images per class", xlabel="class", ylabel="images")
     ax.set_xticklabels(classes, rotation=30)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the bars: equal bars leave no gap
     return _finish(fig, save)
 
 

@@ -69,6 +69,12 @@ def test_plot_on_given_axes():
     assert plots.confusion_matrix(known_result(), ax=axes[1]) is fig
 
 
+def test_class_distribution_legend_sits_beside_the_bars(fake_data):
+    fig = plots.class_distribution({"train": fake_data.train_labels, "test": fake_data.test_labels}, fake_data.classes)
+    fig.canvas.draw()
+    assert fig.axes[0].get_legend().get_window_extent().x0 >= fig.axes[0].get_window_extent().x1
+
+
 def test_per_class_legend_never_covers_a_bar():
     one = plots.per_class_accuracy({"cnn": known_result()})
     assert one.axes[0].get_legend() is None and "cnn, overall" in one.axes[0].get_title()
