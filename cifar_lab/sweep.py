@@ -260,6 +260,14 @@ def newest_summary(notebook: str) -> Path | None:
     return None
 
 
+def fixed_parameters(path: str | Path) -> dict | None:
+    """The parameters a sweep held fixed (from its sweep.json); None when it recorded none."""
+    path = Path(path)
+    folder = path.parent if path.name == "summary.csv" else path
+    info = load_json(folder / SWEEP_INFO) if (folder / SWEEP_INFO).exists() else {}
+    return info.get("fixed") if "grid" in info else None
+
+
 def describe_summary(path: str | Path) -> str:
     """Where a sweep summary is (relative to the checkout) and what it ran with, from its sweep.json."""
     path = Path(path)

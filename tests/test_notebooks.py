@@ -40,6 +40,7 @@ def sweep_summary(tmp_path_factory):
                          for s, m, acc in [(0, "cnn", 0.8), (1, "cnn", 0.82), (0, "mlp", 0.5), (1, "mlp", 0.54)]])
     path = tmp_path_factory.mktemp("sweep") / "summary.csv"
     sweep.summarize(runs).to_csv(path, index=False)
+    (path.parent / sweep.SWEEP_INFO).write_text(json.dumps({"grid": {"seed": [0, 1]}, "fixed": {"quick": True}}))
     return path
 
 

@@ -69,6 +69,9 @@ def test_notebook_sweep_runs_papermill_per_seed(tmp_path, tiny_notebooks):
     table = sweep.load_summary(out / "summary.csv")
     assert table.loc[0, "model"] == "cnn" and table.loc[0, "n"] == 2
     assert "over seed 0 1, with quick=True" in sweep.describe_summary(out)  # what it ran with, for the notebooks
+    assert sweep.fixed_parameters(out / "summary.csv") == {"quick": True}
+    (out / "sweep.json").unlink()  # a sweep from a version that recorded nothing
+    assert sweep.fixed_parameters(out) is None and "not recorded" in sweep.describe_summary(out)
 
 
 def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):
