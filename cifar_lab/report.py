@@ -42,6 +42,21 @@ def export_html(notebook: Path, title: str) -> str:
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + nav, body, count=1)
 
 
+def committed_inputs(name: str, declared: set, reports: Path) -> dict:
+    """Earlier reports a notebook reads, as paths: only committed ones, so a report never cites a private runs/ folder."""
+    inputs = {}
+    mlp = reports / "01_mlp" / "metrics.json"
+    if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
+        inputs["mlp_metrics"] = str(mlp.resolve())
+    cnn = reports / "02_cnn" / "metrics.json"
+    if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
+        inputs["cnn_metrics"] = str(cnn.resolve())
+    shipped = sorted(reports.glob(f"sweep_{name[:2]}*/summary.csv"))
+    if "sweep_summary" in declared and shipped:  # the sweep committed beside the reports, not one under runs/
+        inputs["sweep_summary"] = str(shipped[-1].resolve())
+    return inputs
+
+
 def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     """Execute one notebook into staging, then move its results into place; returns the HTML path."""
     source = notebooks.source(name)
@@ -51,12 +66,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     declared = notebooks.declared(source)
     wanted = {k: v for k, v in params.items() if k in declared}
     wanted["output_dir"] = str((staging / "results").resolve())
-    mlp = reports / "01_mlp" / "metrics.json"
-    if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
-        wanted["mlp_metrics"] = str(mlp.resolve())
-    cnn = reports / "02_cnn" / "metrics.json"
-    if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
-        wanted["cnn_metrics"] = str(cnn.resolve())
+    wanted.update(committed_inputs(name, set(declared) - set(params), reports))  # a -p of the teacher wins
     executed = staging / f"{name}.ipynb"
     shown = reports.resolve().relative_to(ROOT) if reports.resolve().is_relative_to(ROOT) else reports
     env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/",  # what the banner names, not the staging folder

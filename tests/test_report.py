@@ -44,3 +44,15 @@ def test_a_misspelt_parameter_is_an_error_not_ignored(tmp_path, capsys):
     with pytest.raises(SystemExit):
         report.main(["--quick", "--only", "01_mlp", "-p", "epoch", "5", "--reports", str(tmp_path)])
     assert "has a parameter 'epoch'" in capsys.readouterr().err
+
+
+def test_reports_read_only_committed_sweeps_and_results(tmp_path):
+    (tmp_path / "sweep_03").mkdir()
+    (tmp_path / "sweep_03" / "summary.csv").write_text("setting,model\n")
+    (tmp_path / "01_mlp").mkdir()
+    (tmp_path / "01_mlp" / "metrics.json").write_text("{}")
+    assert report.committed_inputs("03_regularization", {"sweep_summary", "epochs"}, tmp_path) == {
+        "sweep_summary": str((tmp_path / "sweep_03" / "summary.csv").resolve())}
+    assert report.committed_inputs("02_cnn", {"mlp_metrics"}, tmp_path) == {
+        "mlp_metrics": str((tmp_path / "01_mlp" / "metrics.json").resolve())}
+    assert report.committed_inputs("05_reference_recipes", {"sweep_summary"}, tmp_path) == {}  # none shipped
