@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from . import runs
-from .notebooks import RESULTS_AS, ROOT, declared, source
+from .notebooks import RESULTS_AS, ROOT, declared, shown_path, source
 from .data import CIFAR10Data, load_cifar10
 from .devices import get_device, set_seed
 from .evaluate import EvalResult
@@ -182,14 +182,6 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
     data = _load(params, quick, seed)
     set_seed(seed)
     return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
-
-
-def shown_path(value: Any) -> Any:
-    """A path inside the checkout as relative to it (a report never shows this machine's folders), else the value."""
-    if not (isinstance(value, (str, Path)) and os.path.isabs(value)):
-        return value
-    path = Path(value).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else value
 
 
 def _check_paths(params: dict) -> None:

@@ -1,11 +1,12 @@
 """Running the course's notebooks from commands (report, sweep), and reading back what a run wrote."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .files import load_json
 
@@ -15,6 +16,14 @@ PROGRESS = re.compile(r"^(Training |epoch +\d+/\d+ +train loss|test accuracy|ear
                       r"|\w*Error\b)"
                       r"|: train acc .*test acc")  # fit's lines, and a notebook's one line per training
 RESULTS_AS = "CIFAR_LAB_RESULTS_AS"  # set by the report: where a run's results end up, for its banner
+
+
+def shown_path(value: Any) -> Any:
+    """A path inside the checkout as relative to it (a report never shows this machine's folders), else the value."""
+    if not (isinstance(value, (str, Path)) and os.path.isabs(value)):
+        return value
+    path = Path(value).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else value
 
 
 def names() -> list[str]:

@@ -68,7 +68,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     wanted["output_dir"] = str((staging / "results").resolve())
     wanted.update(committed_inputs(name, set(declared) - set(params), reports))  # a -p of the teacher wins
     executed = staging / f"{name}.ipynb"
-    shown = reports.resolve().relative_to(ROOT) if reports.resolve().is_relative_to(ROOT) else reports
+    shown = notebooks.shown_path(reports.resolve())
     env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/",  # what the banner names, not the staging folder
            "TQDM_DISABLE": "1"}  # a saved notebook keeps a bar's first frame ("0%"); the epoch lines carry the numbers
     code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show, env=env)

@@ -260,23 +260,23 @@ def newest_summary(notebook: str) -> Path | None:
     return None
 
 
-def fixed_parameters(path: str | Path) -> dict | None:
-    """The parameters a sweep held fixed (from its sweep.json); None when it recorded none."""
+def _sweep_info(path: str | Path) -> tuple[Path, dict]:
+    """A sweep's folder (given it or its summary.csv) and its sweep.json ({} when it has none)."""
     path = Path(path)
     folder = path.parent if path.name == "summary.csv" else path
-    info = load_json(folder / SWEEP_INFO) if (folder / SWEEP_INFO).exists() else {}
+    return folder, load_json(folder / SWEEP_INFO) if (folder / SWEEP_INFO).exists() else {}
+
+
+def fixed_parameters(path: str | Path) -> dict | None:
+    """The parameters a sweep held fixed (from its sweep.json); None when it recorded none."""
+    _, info = _sweep_info(path)
     return info.get("fixed") if "grid" in info else None
 
 
 def describe_summary(path: str | Path) -> str:
     """Where a sweep summary is (relative to the checkout) and what it ran with, from its sweep.json."""
-    path = Path(path)
-    folder = path.parent if path.name == "summary.csv" else path
-    try:
-        shown = folder.resolve().relative_to(notebooks.ROOT)
-    except ValueError:
-        shown = folder
-    info = load_json(folder / SWEEP_INFO) if (folder / SWEEP_INFO).exists() else {}
+    folder, info = _sweep_info(path)
+    shown = notebooks.shown_path(folder.resolve())
     if "grid" not in info:
         return f"{shown} (its fixed parameters were not recorded with it)"
     grid = "; ".join(f"{k} {' '.join(map(str, v))}" for k, v in info["grid"].items())

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -281,7 +282,7 @@ def _bar(t: _Training, epoch: int):
     return progress_bar(t.train_loader, f"epoch {epoch}/{t.opt['epochs']}", t.progress)
 
 
-def progress_bar(batches, desc: str, progress: bool = True):
+def progress_bar(batches: Iterable, desc: str, progress: bool = True) -> Iterable:
     """The batches, under a progress bar unless progress is off or TQDM_DISABLE is set (as in exported reports)."""
     if not progress or os.environ.get("TQDM_DISABLE"):  # tqdm's notebook bar ignores TQDM_DISABLE itself
         return batches
