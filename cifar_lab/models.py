@@ -1,8 +1,10 @@
 """The models of the course, from a 3-layer MLP to ResNet-18, and a registry to build them by name."""
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import io
 
 import torch
 from torch import nn
@@ -245,7 +247,9 @@ def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: 
         model = resnet18()
     else:
         try:
-            with socket_timeout(timeout):  # offline: fail in seconds, never hang
+            # offline: fail in seconds, never hang; torch.hub prints its cache path to stdout (a report shows
+            # no machine's folders), its progress bar stays on stderr
+            with socket_timeout(timeout), contextlib.redirect_stdout(io.StringIO()):
                 model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)  # downloads, or reads the cached file
         except Exception as e:
             raise RuntimeError(

@@ -45,6 +45,17 @@ def test_whitening_stem_decorrelates_patches():
     assert not model.whitening.weight.requires_grad
 
 
+def test_a_failed_weights_download_prints_no_cache_path(monkeypatch, tmp_path, capsys):
+    """torch.hub announces the download with this machine's cache folder; a report must not show it."""
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights file: torch.hub tries to download
+    monkeypatch.setattr("torch.hub.download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="pretrained resnet18 weights"):
+        make_model("torchvision_resnet18", pretrained=True)
+    assert str(tmp_path) not in capsys.readouterr().out
+
+
 def test_pretrained_weights_offline_give_a_clear_error(monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
