@@ -81,7 +81,16 @@ def execute(notebook: Path, executed: Path, params: dict, log: Path,
             text = line.split(" - ", 2)[-1].strip() if " - " in line else line.strip()  # papermill's log prefix
             if show is not None and PROGRESS.search(text):
                 show(text)
+    _record_end(params.get("output_dir"), child.returncode)
     return child.returncode
+
+
+def _record_end(output_dir: str | None, code: int) -> None:
+    """A notebook cannot tell its run record (run.json) that it ended; the process that ran it does."""
+    from . import runs
+
+    if output_dir and (runs.read(output_dir) or {}).get("status") == "running":
+        runs.finish(output_dir, "finished" if code == 0 else f"failed: papermill exit code {code}")
 
 
 def _child_env(env: dict | None) -> dict:

@@ -15,6 +15,7 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
     assert "course.start(" not in page  # code hidden
     assert "it/s" not in (reports / "99_tiny.ipynb").read_text()  # no progress bar frozen at its first frame
     assert f"results in {reports}/99_tiny/" in page and ".staging" not in page  # where the results end up
+    assert json.loads((reports / "99_tiny" / "run.json").read_text())["status"] == "finished"
     before = (reports / "99_tiny" / "metrics.json").read_text()
 
     assert report.main(["--quick", "--only", "99_tiny", "-p", "seed", "-1", "--reports", str(reports)]) == 1
