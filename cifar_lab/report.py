@@ -60,8 +60,8 @@ def committed_inputs(name: str, declared: set, reports: Path) -> dict:
 def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     """Execute one notebook into staging, then move its results into place; returns the HTML path."""
     source = notebooks.source(name)
-    staging = reports / ".staging" / name
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = reports / ".staging" / f"{name}-{os.getpid()}"  # two reports of one notebook never share one
+    shutil.rmtree(staging, ignore_errors=True)  # left by a dead process that had this pid
     staging.mkdir(parents=True)
     declared = notebooks.declared(source)
     wanted = {k: v for k, v in params.items() if k in declared}
@@ -82,13 +82,14 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     page = export_html(executed, name)
     # success: swap in the new results, then the page that shows them
     final = reports / name
-    old = reports / ".staging" / f"{name}.old"
+    old = staging.with_name(staging.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
     (staging / "results").rename(final)
     shutil.rmtree(old, ignore_errors=True)
     shutil.move(str(executed), reports / f"{name}.ipynb")
+    shutil.rmtree(staging, ignore_errors=True)  # only the log is left in it (a failed run's stays, to read)
     return atomic_write(reports / f"{name}.html", lambda f: f.write(page), mode="w")
 
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,35 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
     assert report.committed_inputs("02_cnn", {"mlp_metrics"}, tmp_path) == {
         "mlp_metrics": str((tmp_path / "01_mlp" / "metrics.json").resolve())}
     assert report.committed_inputs("05_reference_recipes", {"sweep_summary"}, tmp_path) == {}  # none shipped
+
+
+def test_two_reports_of_one_notebook_at_once_keep_each_others_staging(tmp_path, monkeypatch):
+    """A second `report --only NAME` started while the first runs must not delete the first one's results."""
+    from cifar_lab import notebooks
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    seen = []
+
+    def execute(source, executed, params, log, show=None, env=None):
+        results = Path(params["output_dir"])
+        results.mkdir()
+        (results / "metrics.json").write_text(json.dumps({"pid": report.os.getpid()}))
+        executed.write_text(json.dumps(tiny))
+        seen.append(results.exists())
+        if len(seen) == 1:  # while the first runs, a second process starts the same notebook
+            with monkeypatch.context() as other:
+                other.setattr(report.os, "getpid", lambda: 99999999)
+                report.run_notebook("99_tiny", {}, reports)
+        seen.append(results.exists())
+        return 0
+
+    import nbformat
+    tiny = nbformat.v4.new_notebook()
+    monkeypatch.setattr(notebooks, "execute", execute)
+    monkeypatch.setattr(notebooks, "declared", lambda source: {})
+    monkeypatch.setattr(report, "committed_inputs", lambda *args: {})
+    monkeypatch.setattr(notebooks, "source", lambda name: tmp_path / f"{name}.ipynb")
+    report.run_notebook("99_tiny", {}, reports)
+    assert seen == [True, True, True, True]  # the first run's results survived the second's start
+    assert json.loads((reports / "99_tiny" / "metrics.json").read_text())["pid"] == report.os.getpid()  # last done
+    assert list((reports / ".staging").iterdir()) == []  # nothing left behind
