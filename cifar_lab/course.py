@@ -122,12 +122,13 @@ class Run:
                 f"!!  they say nothing about CIFAR-10. For real results: quick=False and ${QUICK_ENV} unset.\n"
                 f"!!  {where}\n{bar}")
 
-    def parameters_table(self) -> "pd.DataFrame":
-        """The parameters this run really uses, with its data and device: a table to show at the top."""
+    def parameters_table(self) -> "pd.io.formats.style.Styler":
+        """The parameters this run really uses, with its data and device: a table to show at the top (`.data`)."""
         import pandas as pd
         given = {k: shown_path(v) for k, v in self.params.items() if k != "output_dir"}  # shown below as seen
         rows = {**given, "data": self.data.describe(), "device": self.device, "output folder": self.shown_dir}
-        return pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="parameter"))
+        table = pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="parameter"))
+        return table.style  # a DataFrame would cut the data row at pandas' 50 characters
 
     def data_for(self, recipe: str, train_size: int | None = None) -> CIFAR10Data:
         """The data as a recipe wants it (its validation size and normalisation), in this run's mode."""

@@ -92,8 +92,10 @@ def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeyp
     monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
     metrics = ROOT / "reports" / "01_mlp" / "metrics.json"
     run = start("test", dict(seed=0, output_dir=str(tmp_path / "a"), mlp_metrics=str(metrics)))
-    table = run.parameters_table()["value"]
+    shown = run.parameters_table()
+    table = shown.data["value"]
     assert table["mlp_metrics"] == "reports/01_mlp/metrics.json"
+    assert run.data.describe() in shown.to_html()  # the data row in full, not cut at 50 characters
     assert str(ROOT) not in "".join(table)
     assert shown_path(metrics) == "reports/01_mlp/metrics.json"  # as notebook 06 prints 02's results file
     assert shown_path(tmp_path / "a") == tmp_path / "a"  # outside the checkout: as given
