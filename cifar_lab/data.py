@@ -21,6 +21,7 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 META_FILE = "batches.meta"
+RECOMPRESSED_MARKER = "jpeg_recompressed"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
 ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -246,6 +247,8 @@ def origin(folder: Path) -> str:
     """'CIFAR-10 (official files)' when test_batch is the official one, else a name saying it is a copy."""
     if (folder / "fake_cifar10").exists():
         return "synthetic CIFAR-10 look-alike"
+    if (folder / RECOMPRESSED_MARKER).exists():  # written by cifar_lab.jpeg
+        return "CIFAR-10 copy, JPEG-compressed once more: " + (folder / RECOMPRESSED_MARKER).read_text().strip()
     digest = hashlib.md5((folder / TEST_FILES[0]).read_bytes()).hexdigest()
     return "CIFAR-10 (official files)" if digest == TEST_BATCH_MD5 else \
         "CIFAR-10 (a copy, not the official files: e.g. the course's JPEG-q75 copy)"
