@@ -71,6 +71,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     shown = notebooks.shown_path(reports.resolve())
     env = {**os.environ, notebooks.RESULTS_AS: f"{shown}/{name}/",  # what the banner names, not the staging folder
            "TQDM_DISABLE": "1"}  # a saved notebook keeps a bar's first frame ("0%"); the epoch lines carry the numbers
+    started = time.perf_counter()
     code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show, env=env)
     if code != 0:
         failed = reports / "failed"
@@ -79,6 +80,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
             if path.exists():
                 shutil.copy(path, failed / f"{name}{path.suffix}")
         raise RuntimeError(_last_error(staging / "log.txt"))
+    stamp_run_facts(executed, staging / "results" / "metrics.json", time.perf_counter() - started)
     page = export_html(executed, name)
     # success: swap in the new results, then the page that shows them
     final = reports / name
@@ -91,6 +93,29 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     shutil.move(str(executed), reports / f"{name}.ipynb")
     shutil.rmtree(staging, ignore_errors=True)  # only the log is left in it (a failed run's stays, to read)
     return atomic_write(reports / f"{name}.html", lambda f: f.write(page), mode="w")
+
+
+def run_facts(metrics_path: Path, seconds: float) -> str:
+    """One markdown line for the top of a report: when and how long it ran, on which CPU, device and precision."""
+    from .files import cpu_name
+
+    metrics = notebooks.read_metrics(metrics_path) if metrics_path.exists() else {}
+    cpu = metrics.get("environment", {}).get("cpu") or cpu_name()
+    precisions = sorted({m.get("history", {}).get("info", {}).get("precision") for m in metrics.get("models", {}).values()}
+                        - {None})
+    trained = f", trained in {'/'.join(precisions)}" if precisions else ""
+    when = metrics.get("saved_at") or time.strftime("%Y-%m-%d %H:%M")
+    return (f"**This report's run**: {seconds / 60:.1f} min for the whole notebook ({seconds:,.0f} s), "
+            f"finished {when}, on {cpu} (device {metrics.get('device', 'cpu')}{trained}).")
+
+
+def stamp_run_facts(executed: Path, metrics_path: Path, seconds: float) -> None:
+    """Insert `run_facts` as a markdown cell under the executed notebook's title, so the report opens with it."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(run_facts(metrics_path, seconds)))
+    nbformat.write(nb, executed)
 
 
 def _last_error(log: Path) -> str:

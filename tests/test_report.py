@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
     assert "it/s" not in (reports / "99_tiny.ipynb").read_text()  # no progress bar frozen at its first frame
     assert f"results in {reports}/99_tiny/" in page and ".staging" not in page  # where the results end up
     assert json.loads((reports / "99_tiny" / "run.json").read_text())["status"] == "finished"
+    facts = re.search(r"This report's run</strong>: ([\d.]+) min for the whole notebook \(([\d,]+) s\)", page)
+    assert facts and 0 < float(facts[1]) < 10  # when, how long, CPU and precision, above the lesson
+    assert page.index("This report's run") < page.index('id="Class-distribution"')
     before = (reports / "99_tiny" / "metrics.json").read_text()
 
     assert report.main(["--quick", "--only", "99_tiny", "-p", "seed", "-1", "--reports", str(reports)]) == 1
