@@ -93,9 +93,10 @@ def train_fast(data: CIFAR10Data, *, device: str | torch.device | None = None, p
     precision = devices.precision_for(device)
     autocast, scaler = devices.autocast(device, precision), devices.grad_scaler(device, precision)
     per_image = flops_per_image(model)
+    data_words = data.describe() if hasattr(data, "describe") else repr(data)  # no paths of this machine
     history = History(info=dict(params=dict(opt, widths=list(opt["widths"])), recipe="fast", device=str(device),
                                 precision=precision, flops_per_image=per_image, flops=0, elapsed=[],
-                                data=repr(data), environment=environment_info(), status="running"))
+                                data=data_words, environment=environment_info(), status="running"))
     if verbose:
         print(f"Training FastNet (fast recipe) on {devices.describe(device, precision)}: {len(loader.labels):,} "
               f"images, {total_steps} steps of {opt['batch_size']} ({opt['epochs']:g} epochs)")

@@ -47,6 +47,7 @@ def test_history_records_the_run_and_round_trips(fake_data, tmp_path):
     h = fit(small_cnn(), fake_data, epochs=2, **QUICK)
     assert h.info["seed"] == 0 and h.info["params"]["epochs"] == 2 and h.info["device"] == "cpu"
     assert h.info["environment"]["torch"] == torch.__version__
+    assert h.info["data"] == fake_data.describe() and fake_data.source not in h.info["data"]  # no machine paths
     assert History.load(h.save(tmp_path / "h.json")) == h
     from_csv = History.load(h.save(tmp_path / "h.csv"))
     assert from_csv.epoch == h.epoch and from_csv.val_acc == pytest.approx(h.val_acc)
