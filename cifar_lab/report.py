@@ -143,6 +143,8 @@ def summary(reports: Path) -> list[dict]:
                          "parameters": ms[0]["parameters"],
                          "train_seconds": float(np.mean([m["train_seconds"] for m in ms])),
                          "quick": metrics["quick"], "data": metrics.get("data", ""), "device": metrics["device"],
+                         "cpu": metrics.get("environment", {}).get("cpu", ""),
+                         "precision": ms[0].get("history", {}).get("info", {}).get("precision", ""),
                          "saved_at": metrics["saved_at"]})
     return rows
 
@@ -156,7 +158,9 @@ def _notebook_section(name: str, rows: list[dict], reports: Path) -> str:
         f"<tr><td>{html.escape(r['model'])}</td><td>{r['epochs']}</td><td>{r['seeds']}</td>"
         f"<td>{r['test_acc']:.2%}" + (f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else "") +
         f"</td><td>{r['parameters']:,}</td><td>{r['train_seconds']:,.0f}</td></tr>" for r in rows)
-    return (f"<h2>{link}</h2><p>{html.escape(first['data'])}; device {html.escape(first['device'])}; "
+    machine = ", ".join(x for x in (first.get("cpu"), first.get("precision")) if x)  # times compare only on one
+    where = f"device {first['device']}" + (f" ({machine})" if machine else "")
+    return (f"<h2>{link}</h2><p>{html.escape(first['data'])}; {html.escape(where)}; "
             f"run {html.escape(first['saved_at'])}{quick}</p>"
             "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr><th>model or setting</th>"
             "<th>epochs</th><th>seeds</th><th>test accuracy (mean ± std over seeds)</th><th>parameters</th>"

@@ -28,7 +28,9 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
     assert "99_tiny FAILED" in out and "seed must be an integer >= 0" in out
     assert (reports / "99_tiny" / "metrics.json").read_text() == before
     assert (reports / "failed" / "99_tiny.ipynb").exists()
-    assert "Failed in the last run" in (reports / "index.html").read_text()
+    index = (reports / "index.html").read_text()
+    assert "Failed in the last run" in index
+    assert "device cpu (" in index and ("bf16" in index or "fp32" in index)  # which CPU and precision the times are from
     assert [r["model"] for r in json.loads((reports / "summary.json").read_text())] == ["cnn"]
 
 
