@@ -205,7 +205,8 @@ def browser(lab):
 # (window.jupyterapp, exposed by --LabApp.expose_app_in_browser): the toolbar's indicator already says
 # "idle" while the kernel is still starting.
 STATE_JS = """
-const app = window.jupyterapp, panel = app && app.shell.currentWidget;
+const app = window.jupyterapp;  // the notebook among the main-area widgets: headless Chromium may leave none focused
+const panel = app && ([...app.shell.widgets('main')].find(w => w.sessionContext) || app.shell.currentWidget);
 const sc = panel && panel.sessionContext, kernel = sc && sc.session && sc.session.kernel;
 const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputArea-prompt')]
     .map(e => e.textContent.trim());
@@ -248,7 +249,8 @@ if (!window.__progress) {
 # What the notebook holds once the run is over: per code cell its prompt, its outputs' types (from
 # JupyterLab's model) and the text of its stderr outputs (warnings are allowed, tracebacks are not).
 RESULT_JS = """
-const panel = window.jupyterapp.shell.currentWidget;
+const app = window.jupyterapp;
+const panel = [...app.shell.widgets('main')].find(w => w.sessionContext) || app.shell.currentWidget;
 const cells = [];
 for (const cell of panel.content.widgets) {
   if (cell.model.type !== 'code') continue;
