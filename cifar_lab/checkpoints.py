@@ -19,6 +19,11 @@ def describe_model(model: nn.Module) -> dict:
     return {"class": type(model).__name__, "config": config}
 
 
+def describe_data(data) -> str:
+    """The data in words, as runs record it: no paths of this machine (a repr would hold its folder)."""
+    return data.describe() if hasattr(data, "describe") else repr(data)
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, **state) -> Path:
     """Save the model's weights (and any extra state: optimizer, epoch, history...) atomically."""
     payload = {"format": CHECKPOINT_FORMAT, "model": describe_model(model), "model_state": model.state_dict(), **state}

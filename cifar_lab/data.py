@@ -43,7 +43,7 @@ def default_data_dir() -> Path:
 
 # ---------------------------------------------------------------- reading files
 
-def _unpickle(path: Path) -> dict:
+def unpickle(path: Path) -> dict:
     """A batch file as a dict with str keys (the files hold Python 2 byte strings)."""
     try:
         with open(path, "rb") as f:
@@ -59,7 +59,7 @@ def _unpickle(path: Path) -> dict:
 def read_batch(path: str | Path, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch file as uint8 images (N, 3, 32, 32) and int64 labels (N,), checked by content."""
     path = Path(path)
-    batch = _unpickle(path)
+    batch = unpickle(path)
     if "data" not in batch or "labels" not in batch:
         raise CifarDataError(f"{path} lacks the 'data' or 'labels' entry of a CIFAR-10 batch (keys: {sorted(batch)})")
     data = np.asarray(batch["data"])
@@ -77,7 +77,7 @@ def read_batch(path: str | Path, num_classes: int = 10) -> tuple[torch.Tensor, t
 
 def read_classes(path: str | Path) -> list[str]:
     """The class names stored in `batches.meta`."""
-    meta = _unpickle(Path(path))
+    meta = unpickle(Path(path))
     names = meta.get("label_names")
     if not isinstance(names, list) or len(names) != len(CLASSES):
         found = len(names) if isinstance(names, list) else "no"

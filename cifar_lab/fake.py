@@ -35,14 +35,14 @@ def make_fake_cifar10(root: str | Path,
 
     def write(name: str, n: int) -> None:
         labels = rng.integers(0, len(CLASSES), n)
-        _dump_py2(folder / name, {b"batch_label": name.encode(), b"labels": labels.tolist(),
+        dump_batch(folder / name, {b"batch_label": name.encode(), b"labels": labels.tolist(),
                                   b"data": images_for(labels), b"filenames": [f"fake_{i}.png".encode() for i in range(n)]})
 
     for name in TRAIN_FILES:
         write(name, train_per_batch)
     write(TEST_FILES[0], test_size)
     (folder / "fake_cifar10").write_text("written by cifar_lab.make_fake_cifar10: synthetic, not CIFAR-10\n")
-    _dump_py2(folder / META_FILE, {b"label_names": [c.encode() for c in CLASSES],
+    dump_batch(folder / META_FILE, {b"label_names": [c.encode() for c in CLASSES],
                                    b"num_cases_per_batch": train_per_batch, b"num_vis": 3072})
     return folder
 
@@ -63,6 +63,7 @@ class _Python2StrPickler(pickle._Pickler):
     dispatch[bytes] = _save_py2_str
 
 
-def _dump_py2(path: Path, obj: dict) -> None:
+def dump_batch(path: Path, obj: dict) -> None:
+    """Write a batch dict as the original files do: a protocol-2 pickle whose byte strings read as Python 2 str."""
     # atomic: parallel runs (sweeps, torchrun ranks) may write the same synthetic files at once
     atomic_write(path, lambda f: _Python2StrPickler(f, protocol=2).dump(obj))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import devices
+from .checkpoints import describe_data
 from .data import CIFAR10Data
 from .evaluate import loss_and_accuracy, predict
 from .files import environment_info
@@ -93,10 +94,9 @@ def train_fast(data: CIFAR10Data, *, device: str | torch.device | None = None, p
     precision = devices.precision_for(device)
     autocast, scaler = devices.autocast(device, precision), devices.grad_scaler(device, precision)
     per_image = flops_per_image(model)
-    data_words = data.describe() if hasattr(data, "describe") else repr(data)  # no paths of this machine
     history = History(info=dict(params=dict(opt, widths=list(opt["widths"])), recipe="fast", device=str(device),
                                 precision=precision, flops_per_image=per_image, flops=0, elapsed=[],
-                                data=data_words, environment=environment_info(), status="running"))
+                                data=describe_data(data), environment=environment_info(), status="running"))
     if verbose:
         print(f"Training FastNet (fast recipe) on {devices.describe(device, precision)}: {len(loader.labels):,} "
               f"images, {total_steps} steps of {opt['batch_size']} ({opt['epochs']:g} epochs)")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .data import FOLDER, META_FILE, RECOMPRESSED_MARKER, TEST_FILES, TRAIN_FILES, find_cifar10
-from .fake import _dump_py2
+from .data import FOLDER, META_FILE, RECOMPRESSED_MARKER, TEST_FILES, TRAIN_FILES, find_cifar10, unpickle
+from .fake import dump_batch
 from .notebooks import shown_path
 
 
@@ -41,10 +40,9 @@ def recompress(src: str | Path, dst: str | Path, quality: int = 75) -> Path:
         raise ValueError(f"the copy would overwrite its source {source}: choose another destination")
     folder.mkdir(parents=True, exist_ok=True)
     for name in TRAIN_FILES + TEST_FILES:
-        with open(source / name, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        batch[b"data"] = jpeg_roundtrip(np.asarray(batch[b"data"], dtype=np.uint8), quality)
-        _dump_py2(folder / name, batch)
+        batch = unpickle(source / name)  # str keys; a truncated file is a CifarDataError naming it
+        batch["data"] = jpeg_roundtrip(np.asarray(batch["data"], dtype=np.uint8), quality)
+        dump_batch(folder / name, {k.encode(): v for k, v in batch.items()})  # the original's byte-string keys
     (folder / META_FILE).write_bytes((source / META_FILE).read_bytes())
     if (source / "fake_cifar10").exists():  # a copy of the synthetic set is still synthetic
         (folder / "fake_cifar10").write_text((source / "fake_cifar10").read_text())

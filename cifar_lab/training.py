@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import devices, distributed
 from .checks import check_output_dir
-from .checkpoints import describe_model, load_checkpoint, save_checkpoint
+from .checkpoints import describe_data, describe_model, load_checkpoint, save_checkpoint
 from .data import CIFAR10Data
 from .evaluate import predict
 from .files import environment_info
@@ -183,9 +183,8 @@ def _setup(model, data, opt, device, checkpoint_dir, progress, verbose) -> _Trai
     averaged = AveragedModel(model, device=device, use_buffers=True) \
         if opt["ema"] else None  # on the device: its step counter too (no copy per step, NCCL can send it)
     params = {k: _listed(v) for k, v in opt.items()}  # as a JSON history reads back
-    data_words = data.describe() if hasattr(data, "describe") else repr(data)  # no paths of this machine
     history = History(info=dict(params=params, seed=opt["seed"], device=str(device), precision=precision,
-                                processes=world, model=describe_model(model), data=data_words,
+                                processes=world, model=describe_model(model), data=describe_data(data),
                                 environment=environment_info(), status="running"))
     out = check_output_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None and rank == 0 else None
     return _Training(model, distributed.wrap(model, device), opt, device, precision, train_loader,
