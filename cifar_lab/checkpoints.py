@@ -19,7 +19,7 @@ def describe_model(model: nn.Module) -> dict:
     return {"class": type(model).__name__, "config": config}
 
 
-def describe_data(data) -> str:
+def describe_data(data: object) -> str:
     """The data in words, as runs record it: no paths of this machine (a repr would hold its folder)."""
     return data.describe() if hasattr(data, "describe") else repr(data)
 

@@ -157,7 +157,10 @@ class Run:
 
     def save(self) -> Path:
         """Write metrics.json: every model's numbers plus parameters, data, device and versions."""
-        return save_json({"notebook": self.notebook, "quick": self.quick, "params": self.params,
+        params = {k: shown_path(v) for k, v in self.params.items()}  # no folders of this machine in a report
+        if params.get("output_dir"):
+            params["output_dir"] = self.shown_dir  # where a report puts the results, not its staging folder
+        return save_json({"notebook": self.notebook, "quick": self.quick, "params": params,
                           "data": self.data.describe(), "device": self.device, "environment": environment_info(),
                           "saved_at": time.strftime("%Y-%m-%d %H:%M:%S"), **self.extra, "models": self.metrics},
                          self.path("metrics.json"))

@@ -1,5 +1,6 @@
 """The option tables and a notebook's first cell: parameters checked, quick mode, a folder of its own."""
 import argparse
+import json
 
 import pytest
 import torch
@@ -99,6 +100,18 @@ def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeyp
     assert str(ROOT) not in "".join(table)
     assert shown_path(metrics) == "reports/01_mlp/metrics.json"  # as notebook 06 prints 02's results file
     assert shown_path(tmp_path / "a") == tmp_path / "a"  # outside the checkout: as given
+
+
+def test_metrics_json_names_paths_in_the_checkout_relative_to_it_and_the_results_as_a_report_shows_them(
+        monkeypatch, tmp_path):
+    from cifar_lab.notebooks import RESULTS_AS, ROOT
+    monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
+    monkeypatch.setenv(RESULTS_AS, "reports/test/")
+    metrics = ROOT / "reports" / "01_mlp" / "metrics.json"
+    run = start("test", dict(seed=0, output_dir=str(tmp_path / "a"), mlp_metrics=str(metrics)))
+    saved = json.loads(run.save().read_text())["params"]
+    assert saved["mlp_metrics"] == "reports/01_mlp/metrics.json" and saved["output_dir"] == "reports/test/"
+    assert run.params["output_dir"] == str(tmp_path / "a")  # the run itself still writes where it was told
 
 
 def test_quick_mode_caps_the_fast_notebooks_epochs_too(monkeypatch, tmp_path):
