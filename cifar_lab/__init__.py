@@ -1,21 +1,24 @@
-"""cifar_lab: the helper package of a CIFAR-10 image-classification course."""
-__version__ = "0.2.0"
+"""cifar_lab: the helper package of a CIFAR-10 image-classification course.
+
+The core a lesson calls (read it in an afternoon): data and loader, models, training (`fit`), optim,
+evaluate, history, plots, the fast recipe and the named recipes, with the one table of options. The kit's
+machinery (notebook runs, reports, sweeps, benchmarks, commands) lives apart in `cifar_lab.kit`; the
+core never imports it.
+"""
+__version__ = "0.3.0"
 
 from .checkpoints import load_checkpoint, save_checkpoint
-from .checks import check_choice, check_data_dir, check_float, check_int, check_output_dir
 from .data import CIFAR10Data, CifarDataError, load_cifar10
 from .devices import get_device, set_seed
 from .evaluate import EvalResult, evaluate, predict
-from .fake import make_fake_cifar10
 from .fast import train_fast
-from .files import environment_info, load_json, save_json
+from .files import load_json
 from .history import History
 from .loader import DeviceLoader
 from .models import count_parameters, flops_per_image, make_model
 from .training import TrainingDiverged, TrainingInterrupted, fit
 
 __all__ = ["CIFAR10Data", "CifarDataError", "DeviceLoader", "EvalResult", "History", "TrainingDiverged",
-           "TrainingInterrupted", "check_choice", "check_data_dir", "check_float", "check_int", "check_output_dir",
-           "count_parameters", "environment_info", "evaluate", "fit", "flops_per_image", "get_device",
-           "load_checkpoint", "load_cifar10", "load_json", "make_fake_cifar10", "make_model", "predict",
-           "save_checkpoint", "save_json", "set_seed", "train_fast"]
+           "TrainingInterrupted", "count_parameters", "evaluate", "fit", "flops_per_image", "get_device",
+           "load_checkpoint", "load_cifar10", "load_json", "make_model", "predict", "save_checkpoint", "set_seed",
+           "train_fast"]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .files import socket_timeout
-from .options import RUN, check, default
+from .options import DATA, check, check_value, default
 from .loader import DeviceLoader
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -69,6 +69,9 @@ def read_batch(path: str | Path, num_classes: int = 10) -> tuple[torch.Tensor, t
                              f"found {data.dtype} {data.shape}")
     if labels.ndim != 1 or len(labels) != len(data):
         raise CifarDataError(f"{path}: {len(data)} images but {labels.size} labels; the counts must match")
+    if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(labels == labels.round())):
+        raise CifarDataError(f"{path}: labels must be whole numbers 0..{num_classes - 1}, found {labels.dtype} "
+                             f"values such as {labels.flat[0].item()!r}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise CifarDataError(f"{path}: labels must lie in 0..{num_classes - 1}, found {labels.min()}..{labels.max()}")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())  # rows are channel-planar: (N, C, H, W)
@@ -87,6 +90,10 @@ def read_classes(path: str | Path) -> list[str]:
 
 def _missing_message(folder: Path, why: str) -> str:
     expected = ", ".join(TRAIN_FILES + TEST_FILES + [META_FILE])
+    archive = folder.parent / ARCHIVE
+    if archive.exists():  # most often a download cut short
+        why += f"; {archive} is there but could not be unpacked ({archive.stat().st_size:,} bytes, the full one has " \
+               f"170,498,071): delete it and download it again"
     return (f"CIFAR-10 not found in {folder} ({why}).\n"
             f"Expected the files {expected} there.\n"
             f"To place them by hand: download {URL} on a machine with internet, copy it into "
@@ -172,6 +179,7 @@ class CIFAR10Data:
 
     def subset(self, train_size: int) -> "CIFAR10Data":
         """The same data with only the first `train_size` training images (the split is already shuffled)."""
+        check_value("train_size", train_size, int, low=1)
         images, labels = self.train_images[:train_size], self.train_labels[:train_size]
         mean, std = channel_stats(images)
         return dataclasses.replace(self, train_images=images, train_labels=labels, mean=mean, std=std)
@@ -226,7 +234,9 @@ def load_cifar10(data_dir: str | Path | None = None,
                  subset: int | None = None,  # keep only this many training (and a tenth as many test) images
                  ) -> CIFAR10Data:
     """Load CIFAR-10 from the python-version batch files, downloading them when missing."""
-    check({"val_size": val_size}, RUN)
+    check({"val_size": val_size}, DATA)
+    if subset is not None:
+        check_value("subset", subset, int, low=10)  # a tenth of it is the validation split
     folder = find_cifar10(data_dir, download=download)
     classes = read_classes(folder / META_FILE)
     train = [read_batch(folder / n, len(classes)) for n in TRAIN_FILES]

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from .checks import check_choice
+from .options import check_value
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 
@@ -55,7 +55,7 @@ def get_device(prefer: str | None = None, strict: bool = False) -> torch.device:
                  "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
                  "cpu": True}
     if prefer is not None:
-        name = check_choice("device", str(prefer).split(":")[0], available)
+        name = check_value("device", str(prefer).split(":")[0], str, choices=tuple(available))
         if available[name]:
             return torch.device(prefer)
         message = f"device {prefer!r} was asked for but is not available on this machine"
@@ -112,7 +112,7 @@ def precision_for(device: torch.device) -> str:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The context to run forward passes in: torch.autocast for bf16/fp16, a do-nothing context for fp32."""
-    precision = check_choice("precision", precision, PRECISIONS)
+    precision = check_value("precision", precision, str, choices=tuple(PRECISIONS))
     if precision == "fp32":
         # not torch.autocast(..., enabled=False): torch before 2.5 refuses device_type "mps" even disabled
         return contextlib.nullcontext()

@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from torch import nn
 
 from .data import CIFAR10Data
@@ -88,7 +87,9 @@ class EvalResult:
 
     def confusion_matrix(self, normalize: bool = False) -> np.ndarray:
         """(num_classes, num_classes) counts, rows true class, columns predicted; rows sum to 1 if normalized."""
-        cm = sk_confusion_matrix(self.labels.numpy(), self.predictions.numpy(), labels=range(len(self.classes)))
+        n = len(self.classes)
+        pairs = self.labels.long() * n + self.predictions.long()  # one bin per (true, predicted) pair
+        cm = torch.bincount(pairs, minlength=n * n).reshape(n, n).numpy()  # (true, predicted)
         return cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
 
     def per_class_accuracy(self) -> dict[str, float]:
@@ -123,3 +124,22 @@ def evaluate(model: nn.Module, data: CIFAR10Data, split: str = "test", batch_siz
     loader = data.loader(split, batch_size=batch_size, train=False, device=_model_device(model))
     logits, labels = predict(model, loader, tta=tta)
     return EvalResult(logits, labels, list(data.classes), split)
+
+
+def check_model_output(model: nn.Module, data: CIFAR10Data, device: torch.device) -> None:
+    """A plain error before training when the model does not map (B, 3, 32, 32) to (B, classes)."""
+    mean, std = data.mean.view(1, 3, 1, 1).to(device), data.std.view(1, 3, 1, 1).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model((data.val_images[:2].to(device).float() / 255 - mean) / std)
+    except RuntimeError as e:
+        raise ValueError(f"{type(model).__name__} cannot take a batch of CIFAR-10 images (B, 3, 32, 32): "
+                         f"{str(e).splitlines()[0]}") from e
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.shape != (2, data.num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{type(model).__name__} maps 2 images to {shape}, but the data has {data.num_classes} "
+                         f"classes: its output must be (B, {data.num_classes}) (check num_classes)")

@@ -20,6 +20,29 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _ctrl_c_after():  # Ctrl-C mid-write would break torch.save in C++ ("enforce fail"): it waits
+        return _atomic_write(path, write, mode)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold back Ctrl-C (SIGINT) until the block ends, then raise it; main thread only (elsewhere: as is)."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
@@ -112,3 +135,20 @@ def environment_info() -> dict:
             "cpu": cpu_name(),
             "cpu_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def check_output_dir(path: Any, name: str = "output_dir") -> Path:
+    """Create `path` if needed and check that files can be written in it."""
+    if not isinstance(path, (str, Path)) or not str(path):
+        raise ValueError(f"{name} must be a folder path, got {path!r} ({type(path).__name__})")
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)  # a name of its own: runs may start at once
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{name} {path} cannot be written ({e.strerror or e}); choose another folder") from e
+    return path

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import io
 
 import torch
 from torch import nn
 
-from .checks import check_choice, check_int
 from .files import socket_timeout
-from .options import MODEL, check, default
+from .options import MODEL, check, check_value, default, did_you_mean
 
 
 class MLP(nn.Module):
@@ -49,7 +47,7 @@ class CNN(nn.Module):
                  batchnorm: bool = default("batchnorm"), conv_dropout: float = default("conv_dropout"),
                  fc_dropout: float = default("fc_dropout")):
         super().__init__()
-        check_int("fc_width", fc_width)
+        check_value("fc_width", fc_width, int, low=1)
         blocks, c_in = [], 3
         for w in widths:
             for i in range(convs_per_block):
@@ -88,7 +86,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int = 10, width: int = 64):  # channels of the first stage
         super().__init__()
-        check_int("width", width)
+        check_value("width", width, int, low=1)
         self.stem = nn.Sequential(*conv_bn(3, width))
         stages, c_in = [], width
         for i, mult in enumerate((1, 2, 4, 8)):
@@ -201,7 +199,7 @@ class FastNet(nn.Module):
                  frozen_scale: bool = True, activation: str = "gelu", dirac: bool = True,
                  head_scale: float = 1 / 9):  # logits multiplier: keeps early softmax soft
         super().__init__()
-        check_choice("activation", activation, ("gelu", "relu"))
+        check_value("activation", activation, str, choices=("gelu", "relu"))
         self.whitening = nn.Conv2d(3, 24, 2, padding=0, bias=True)  # (B, 24, 31, 31)
         act = nn.GELU if activation == "gelu" else nn.ReLU
         w1, w2, w3 = widths
@@ -241,8 +239,8 @@ def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: 
     """
     from torchvision.models import ResNet18_Weights, resnet18
 
-    stem = check_choice("stem", stem, RESNET18_STEMS)
-    check_int("num_classes", num_classes, minimum=2)
+    stem = check_value("stem", stem, str, choices=tuple(RESNET18_STEMS))
+    check_value("num_classes", num_classes, int, low=2)
     if not pretrained:
         model = resnet18()
     else:
@@ -270,15 +268,14 @@ MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "resnet9": ResNet9, "fas
 def make_model(name: str, **kwargs) -> nn.Module:
     """Build a model of the course by name (see `MODELS`); keyword arguments go to its constructor."""
     if not isinstance(name, str) or name.lower() not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; valid names: {', '.join(MODELS)}")
     kwargs.update(check({k: v for k, v in kwargs.items() if k in MODEL}, MODEL))  # "64,128" -> (64, 128)
-    if "num_classes" in kwargs and not (isinstance(kwargs["num_classes"], int) and kwargs["num_classes"] >= 2):
-        raise ValueError(f"num_classes must be an integer >= 2, got {kwargs['num_classes']!r}")
+    if "num_classes" in kwargs:
+        check_value("num_classes", kwargs["num_classes"], int, low=2)
     known = inspect.signature(MODELS[name.lower()]).parameters
     unknown = [k for k in kwargs if k not in known]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        raise ValueError(f"{name} has no option {unknown[0]!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+        raise ValueError(f"{name} has no option {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
                          f"its options: {', '.join(known)}")
     try:
         model = MODELS[name.lower()](**kwargs)

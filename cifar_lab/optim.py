@@ -1,7 +1,10 @@
 """The optimiser and learning-rate schedule of a run, built from its training options."""
 from __future__ import annotations
 
+import itertools
+
 import torch
+from torch.optim.swa_utils import AveragedModel
 from torch import nn
 
 
@@ -70,3 +73,19 @@ class Lookahead:
     def finish(self) -> None:
         """Put the slow weights into the model."""
         torch._foreach_copy_(self.live, self.slow)
+
+
+def update_average(averaged: AveragedModel, model: nn.Module, decay: float, steps: int) -> int:
+    """One step of the weights' moving average, on the device and with no read-back; returns the steps so far."""
+    # AveragedModel.update_parameters reads its step counter back twice a step: a host sync on a GPU
+    pairs = list(zip(itertools.chain(averaged.module.parameters(), averaged.module.buffers()),
+                     itertools.chain(model.parameters(), model.buffers())))
+    floats = [(m, v) for m, v in pairs if m.dtype.is_floating_point and steps > 0]
+    with torch.no_grad():
+        for mean, live in pairs:
+            if steps == 0 or not mean.dtype.is_floating_point:
+                mean.copy_(live)
+        if floats:  # mean = decay * mean + (1 - decay) * live, in one call per dtype and device
+            torch._foreach_lerp_([m for m, _ in floats], [v for _, v in floats], 1 - decay)
+        averaged.n_averaged.add_(1)  # kept for checkpoints, never read in the loop
+    return steps + 1

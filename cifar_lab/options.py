@@ -1,7 +1,7 @@
 """Every option of the kit, written once: default, unit and bounds (like airbench's `hyp`).
 
-`TRAINING` holds `fit`'s options, `MODEL` the options of the course's models, `RUN` what a notebook or
-command needs around them. `fit`'s checks, the command line (`add_arguments`), the notebooks' parameter
+`TRAINING` holds `fit`'s options, `MODEL` the options of the course's models, `DATA` how the data is
+read and split (the kit's notebooks and commands add theirs, `kit.course.NOTEBOOK`, with the same `Option`). `fit`'s checks, the command line (`add_arguments`), the notebooks' parameter
 checks (`check`), the recorded params and the named recipes all read these tables.
 """
 from __future__ import annotations
@@ -39,7 +39,8 @@ class Option:
             return value
         if self.kind is str:
             if self.choices and (not isinstance(value, str) or value.lower() not in self.choices):
-                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(self.choices)}")
+                raise ValueError(f"unknown {name} {value!r}{did_you_mean(value, self.choices)}; "
+                                 f"valid: {', '.join(self.choices)}")
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be non-empty text, got {_shown(value)}")
             return value.lower() if self.choices else value
@@ -86,6 +87,17 @@ class Option:
 
 def _shown(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
+
+
+def check_value(name: str, value: Any, kind: type = int, **bounds) -> Any:
+    """One value checked like an option of the tables (e.g. `check_value("width", w, int, low=1)`)."""
+    return Option(None, "", kind, **bounds).check(name, value)
+
+
+def did_you_mean(name: str, known) -> str:
+    """" (did you mean 'x'?)" for the known name closest to `name`, else "": every "unknown name" message uses it."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _widths(name: str, value: Any, count: int) -> tuple[int, ...]:
@@ -169,40 +181,14 @@ MODEL_USERS = {"hidden": ("mlp",), "dropout": ("mlp",), "widths": ("cnn",), "con
                "fc_dropout": ("cnn",), "conv_dropout": ("cnn",), "batchnorm": ("mlp", "cnn"),
                "pretrained": ("torchvision_resnet18",)}
 
-RUN = {  # what a notebook or command needs around training
-    "quick": Option(False, "tiny synthetic data and 1 epoch: only checks that everything runs", bool),
+DATA = {  # how load_cifar10 reads and splits the data
     "data_dir": Option(None, "folder holding cifar-10-batches-py/ (None: $CIFAR_LAB_DATA, else data/ of the "
                        "checkout)", str, optional=True),
-    "output_dir": Option(None, "results folder, new or empty (None: a new dated folder)", str, optional=True),
     "val_size": Option(5000, "training images held out for validation", int, low=1, high=49_000),
     "normalization": Option("split", "per-channel mean/std: the training split's (split) or 0.5/0.5 (half)",
                             str, choices=("split", "half")),
     "train_size": Option(None, "training images used, of those not held out (None: all)", int, low=100,
                          optional=True),
-    "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
-                  optional=True),
-    "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
-    "budget": Option(0.003, "fraction of each recipe's epochs to run (under one epoch: one pass over that share "
-                     "of the training images; 1: in full)", float,
-                     low=0.0, high=1.0, open_low=True),
-    "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
-                      str),
-    "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
-    "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
-                          optional=True),
-    "sweep_summary": Option(None, "a sweep's summary.csv (None: the newest under runs/, else reports/)", str,
-                            optional=True),
-    "fast_epochs": Option(3.0, "epochs of the fast recipe's main run (10: the full recipe)", float, low=0.0,
-                          high=100.0, open_low=True),
-    "ablation": Option(True, "measure what each method of the fast recipe adds, one short run per step", bool),
-    "ablation_epochs": Option(2.0, "epochs of each ablation run", float, low=0.0, high=100.0, open_low=True),
-    "ablation_size": Option(5_000, "training images of each ablation run (None: all)", int, low=100,
-                            optional=True),
-    "ablation_batch_size": Option(256, "images per step of each ablation run", int, low=2),
-    "target": Option(0.9, "validation accuracy the time-to-accuracy table asks for", float, low=0.0, high=1.0,
-                     open_low=True),
-    "cnn_metrics": Option(None, "notebook 02's metrics.json for the CNN's curve (None: its newest run, else "
-                          "reports/02_cnn/)", str, optional=True),
 }
 
 FAST = {  # the fast recipe (fast.py): airbench's published methods, each one a switch for the ablation
@@ -236,14 +222,14 @@ FAST = {  # the fast recipe (fast.py): airbench's published methods, each one a 
     "seed": Option(0, "seeds the initial weights, batch order and augmentation", int, low=0),
 }
 
-ALL = {**TRAINING, **MODEL, **RUN}
 AUGMENTATION = ("crop_padding", "flip", "cutout", "padding_mode", "brightness", "contrast", "saturation", "hue",
                 "rotation", "erasing", "erasing_scale")  # the training options the batch loader applies
 
 
 def default(name: str) -> Any:
     """One option's default, checked and typed (a list option as a tuple): for the signatures that use it."""
-    return ALL[name].check(name, ALL[name].default)
+    spec = {**TRAINING, **MODEL, **DATA}
+    return spec[name].check(name, spec[name].default)
 
 
 def defaults(spec: dict[str, Option] = TRAINING) -> dict[str, Any]:
@@ -256,9 +242,7 @@ def check(values: dict[str, Any], spec: dict[str, Option] = TRAINING) -> dict[st
     unknown = [name for name in values if name not in spec]
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, spec, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown parameter {name!r}{hint}; known: {', '.join(sorted(spec))}")
+        raise ValueError(f"unknown parameter {name!r}{did_you_mean(name, spec)}; known: {', '.join(sorted(spec))}")
     return {name: spec[name].check(name, value) for name, value in values.items()}
 
 

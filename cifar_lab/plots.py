@@ -1,5 +1,6 @@
-"""Every figure of the course. Each function takes `ax=None` (or draws its own figure),
-returns the figure, and saves a PNG when given `save=PATH`."""
+"""Every figure of the course. Each function takes `ax=None` (or draws its own figure), returns the
+figure, and saves a PNG: to `save=PATH` when given; into the folder of `save_figures_to(folder)` (a
+notebook's run folder: `course.start` sets it) as `save="name.png"`, or by default as FUNCTION_NAME.png."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +17,34 @@ from .files import atomic_write
 from .history import History
 
 CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
+_FOLDER: Path | None = None  # where figures go by default (None: nowhere)
+
+
+def save_figures_to(folder: str | Path | None) -> None:
+    """From now on save every figure into `folder` (None: only where `save=` says)."""
+    global _FOLDER
+    _FOLDER = Path(folder) if folder is not None else None
+
+
+def _target(save: str | Path | None, name: str) -> Path | None:
+    """Where a figure goes: `save` as given, a bare file name inside the figures folder, else NAME.png there."""
+    if save is None:
+        return _FOLDER / f"{name}.png" if _FOLDER is not None else None
+    save = Path(save)
+    return _FOLDER / save if _FOLDER is not None and save.parent == Path(".") else save
 
 
 def _axes(ax, figsize=(6, 4)):
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        fig._drawn_here = True  # a figure of its own: saved by default into the figures folder
     return ax.figure, ax
 
 
-def _finish(fig, save: str | Path | None):
+def _finish(fig, save: str | Path | None, name: str):
+    if save is None and not getattr(fig, "_drawn_here", False):
+        return fig  # drawn into the caller's axes: the caller saves the whole figure
+    save = _target(save, name)
     if save is not None:
         atomic_write(save, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     return fig
@@ -52,6 +72,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
     pics = to_display(images, mean, std, rescale)
     nrows = max(-(-len(pics) // ncols), 1)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.6 * nrows), layout="constrained", squeeze=False)
+    fig._drawn_here = True
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(pics):
@@ -59,7 +80,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
             if titles is not None:
                 ax.set_title(titles[i], fontsize=8, color=colors[i] if colors is not None else "black")
     fig.suptitle(title)
-    return _finish(fig, save)
+    return _finish(fig, save, "image_grid")
 
 
 def examples_per_class(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], per_class: int = 1,
@@ -69,7 +90,8 @@ def examples_per_class(images: torch.Tensor, labels: torch.Tensor, classes: Sequ
     order = sorted(range(len(picks)), key=lambda k: k % per_class)  # row r holds the r-th example of each class
     picks = [picks[k] for k in order]
     return image_grid(images[picks], [classes[labels[i]] for i in picks], ncols=len(classes),
-                      title=f"{per_class} example{'s' if per_class > 1 else ''} per class", save=save)
+                      title=f"{per_class} example{'s' if per_class > 1 else ''} per class",
+                      save=_target(save, "examples_per_class"))
 
 
 def class_distribution(splits: dict[str, torch.Tensor], classes: Sequence[str], ax=None, save=None):
@@ -83,7 +105,7 @@ def class_distribution(splits: dict[str, torch.Tensor], classes: Sequence[str], 
     ax.set(xticks=x, title="Images per class", xlabel="class", ylabel="images")
     ax.set_xticklabels(classes, rotation=30)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # beside the bars: equal bars leave no gap
-    return _finish(fig, save)
+    return _finish(fig, save, "class_distribution")
 
 
 def channel_histograms(images: torch.Tensor, ax=None, save=None):
@@ -94,13 +116,14 @@ def channel_histograms(images: torch.Tensor, ax=None, save=None):
         ax.plot(np.arange(256), counts / counts.sum(), color=colour, label=name)
     ax.set(title="Pixel values per channel", xlabel="pixel value (0-255)", ylabel="fraction of pixels")
     ax.legend()
-    return _finish(fig, save)
+    return _finish(fig, save, "channel_histograms")
 
 
 def learning_curves(history: History | dict[str, History], save=None):
     """Loss and accuracy per epoch, train (dashed) vs validation (solid); LR on a twin axis; legend below."""
     runs = history if isinstance(history, dict) else {"": history}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    fig._drawn_here = True
     for (name, h), colour in zip(runs.items(), sns.color_palette(n_colors=max(len(runs), 1))):
         label = f"{name} " if name else ""
         for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
@@ -120,7 +143,7 @@ def learning_curves(history: History | dict[str, History], save=None):
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8)
-    return _finish(fig, save)
+    return _finish(fig, save, "learning_curves")
 
 
 def confusion_matrix(result: EvalResult, normalize: bool = True, ax=None, save=None):
@@ -132,7 +155,7 @@ def confusion_matrix(result: EvalResult, normalize: bool = True, ax=None, save=N
                 cbar_kws={"label": "fraction of the true class" if normalize else "images"})
     ax.set(title=f"Confusion matrix ({result.split}, {'row-normalised' if normalize else 'counts'})",
            xlabel="predicted class", ylabel="true class")
-    return _finish(fig, save)
+    return _finish(fig, save, "confusion_matrix" if normalize else "confusion_matrix_counts")
 
 
 def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, save=None):
@@ -152,7 +175,7 @@ def per_class_accuracy(results: EvalResult | dict[str, EvalResult], ax=None, sav
     ax.set_xticklabels(classes, rotation=30)
     if len(results) > 1:  # beside the axes, where no bar can be under it
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    return _finish(fig, save)
+    return _finish(fig, save, "per_class_accuracy")
 
 
 def predictions(images: torch.Tensor, result: EvalResult, indices: Sequence[int], title: str = "Predictions",
@@ -162,12 +185,13 @@ def predictions(images: torch.Tensor, result: EvalResult, indices: Sequence[int]
     titles = [f"{names[preds[i]]} {conf[i]:.0%}\ntrue: {names[labels[i]]}" for i in indices]
     colors = ["tab:red" if preds[i] != labels[i] else "black" for i in indices]
     return image_grid(images[list(indices)], titles, ncols=min(8, max(len(indices), 1)), title=title,
-                      colors=colors, save=save)
+                      colors=colors, save=_target(save, "predictions"))
 
 
 def misclassified(images: torch.Tensor, result: EvalResult, k: int = 16, save=None):
     """The k most confident mistakes."""
-    return predictions(images, result, result.misclassified(k), title="Most confident mistakes", save=save)
+    return predictions(images, result, result.misclassified(k), title="Most confident mistakes",
+                       save=_target(save, "misclassified"))
 
 
 METRIC_NAMES = {"test_acc": "test accuracy", "best_val_acc": "best validation accuracy", "val_acc":
@@ -204,7 +228,7 @@ def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, sa
         ax.margins(x=0.12)  # room for the value labels
     else:
         ax.margins(y=0.12)
-    return _finish(fig, save)
+    return _finish(fig, save, "model_comparison")
 
 
 def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
@@ -213,7 +237,7 @@ def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
              metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]} for _, r in table.iterrows()]
     name = METRIC_NAMES.get(metric, metric.replace("_", " "))
     n = ", ".join(map(str, sorted(set(table["n"]))))
-    return model_comparison(rows, metric, ax=ax, save=save, category="setting",
+    return model_comparison(rows, metric, ax=ax, save=save if ax is not None else _target(save, "sweep_summary"), category="setting",
                             title=f"{name[0].upper()}{name[1:]}: mean ± std over seeds (n = {n})")
 
 
@@ -227,4 +251,4 @@ def accuracy_vs_time(curves: dict[str, tuple[Sequence[float], Sequence[float]]],
         ax.axhline(target, ls=":", color="grey", label=f"target {target:.0%}")
     ax.set(title="Accuracy against training time", xlabel="minutes since the start of training", ylabel=ylabel)
     ax.legend(loc="lower right", fontsize=8)
-    return _finish(fig, save)
+    return _finish(fig, save, "accuracy_vs_time")

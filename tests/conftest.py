@@ -5,7 +5,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # no screen in CI
 import pytest
 import torch
 
-from cifar_lab import load_cifar10, make_fake_cifar10
+from cifar_lab import load_cifar10
+from cifar_lab.kit.fake import make_fake_cifar10
 
 torch.set_num_threads(min(torch.get_num_threads(), 2))
 
@@ -28,9 +29,10 @@ def tiny_notebooks(tmp_path, monkeypatch):
     """The report and sweep commands see one notebook, tests/notebooks/99_tiny.ipynb (seconds, not minutes)."""
     import shutil
     from pathlib import Path
-    from cifar_lab import notebooks
+    from cifar_lab.kit import notebooks
     folder = tmp_path / "notebooks"
     folder.mkdir()
     shutil.copy(Path(__file__).parent / "notebooks" / "99_tiny.ipynb", folder)
     monkeypatch.setattr(notebooks, "NOTEBOOKS", folder)
     return folder
+collect_ignore_glob = ["notebooks/*.ipynb"]  # tests/notebooks/99_tiny.ipynb is a fixture, not a notebook to validate

@@ -1,8 +1,11 @@
 import json
 
-from cifar_lab import bench
+import pytest
+
+from cifar_lab.kit import bench
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_the_promised_numbers(tmp_path):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--data-dir", str(tmp_path / "no_data_here"), "--models", "mlp,cnn",
@@ -15,6 +18,7 @@ def test_quick_benchmark_writes_the_promised_numbers(tmp_path):
     assert result["flops_per_image"]["cnn"] > result["flops_per_image"]["mlp"]
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_from_the_command_line(tmp_path, capsys):
     import pytest
     out = tmp_path / "bench.json"

@@ -60,8 +60,8 @@ def _missing():
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None,
-                                reason=f"browser test needs Chromium and Selenium ({_missing()}): {INSTALL_HINT}")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_missing() is not None,
+                                reason=f"browser test needs Chromium and Selenium ({_missing()}): {INSTALL_HINT}")]
 
 
 # ---------------------------------------------------------------- the JupyterLab server

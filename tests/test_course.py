@@ -5,9 +5,11 @@ import json
 import pytest
 import torch
 
-from cifar_lab import check_output_dir, fit, make_model
-from cifar_lab.course import notebook_parameters, quick_mode, shown_path, start
-from cifar_lab.options import ALL, TRAINING, add_arguments, check, defaults
+from cifar_lab import fit, make_model
+from cifar_lab.files import check_output_dir
+from cifar_lab.kit.course import notebook_parameters, quick_mode, shown_path, start
+from cifar_lab.kit.course import ALL
+from cifar_lab.options import TRAINING, add_arguments, check, defaults
 
 
 @pytest.mark.parametrize("params, message", [
@@ -89,7 +91,7 @@ def test_out_of_memory_suggests_a_smaller_batch(fake_data):
 
 
 def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeypatch, tmp_path):
-    from cifar_lab.notebooks import ROOT
+    from cifar_lab.kit.notebooks import ROOT
     monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
     metrics = ROOT / "reports" / "01_mlp" / "metrics.json"
     run = start("test", dict(seed=0, output_dir=str(tmp_path / "a"), mlp_metrics=str(metrics)))
@@ -104,7 +106,7 @@ def test_the_parameters_table_shows_paths_in_the_checkout_relative_to_it(monkeyp
 
 def test_metrics_json_names_paths_in_the_checkout_relative_to_it_and_the_results_as_a_report_shows_them(
         monkeypatch, tmp_path):
-    from cifar_lab.notebooks import RESULTS_AS, ROOT
+    from cifar_lab.kit.notebooks import RESULTS_AS, ROOT
     monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
     monkeypatch.setenv(RESULTS_AS, "reports/test/")
     metrics = ROOT / "reports" / "01_mlp" / "metrics.json"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_lab import CifarDataError, DeviceLoader, load_cifar10, make_fake_cifar10
-from cifar_lab.bench import textbook_loaders
+from cifar_lab import CifarDataError, DeviceLoader, load_cifar10
+from cifar_lab.kit.fake import make_fake_cifar10
+from cifar_lab.kit.bench import textbook_loaders
 from cifar_lab.data import CLASSES, FOLDER, channel_stats, read_batch
 from cifar_lab.loader import augment
 

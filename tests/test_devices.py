@@ -8,7 +8,8 @@ import torch.nn as nn
 import pytest
 import torch
 
-from cifar_lab import bench, devices, distributed, fit, make_model, sweep, training
+from cifar_lab import devices, distributed, fit, make_model, training
+from cifar_lab.kit import bench, sweep
 from cifar_lab.devices import (DEVICE_TABLE, autocast, choose_precision, cpu_has_native_bf16,
                                cpu_only_build_warning, describe, get_device, grad_scaler, is_out_of_memory,
                                precision_for, process_group_backend, synchronize, use_channels_last)
@@ -419,7 +420,7 @@ def _not_deterministic(model: nn.Module) -> list[str]:
 
 def test_every_model_trains_under_the_deterministic_gpu_recipe():
     from cifar_lab.models import MODELS
-    from cifar_lab.reference_models import REFERENCE_MODELS
+    from cifar_lab.kit.reference_models import REFERENCE_MODELS
     for name in MODELS:
         assert _not_deterministic(make_model(name)) == [], name
     for name, build in REFERENCE_MODELS.items():

@@ -13,6 +13,8 @@ import torch.multiprocessing as mp
 from cifar_lab import load_cifar10, make_model
 from cifar_lab.data import DeviceLoader
 
+pytestmark = pytest.mark.slow  # torchrun subprocesses: the slow tier
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 SMALL_CNN = ["--model", "cnn", "--widths", "8,16,16", "--convs-per-block", "1"]
 
@@ -80,7 +82,7 @@ def test_fit_in_two_processes_agrees_on_everything_and_only_rank_0_writes(fake_r
 
 def test_torchrun_two_processes_finish_agree_and_write_one_set_of_outputs(fake_root, tmp_path):
     out = tmp_path / "run"
-    done = torchrun(["-m", "cifar_lab.train", *SMALL_CNN, "--epochs", "3", "--batch-size", "64",
+    done = torchrun(["-m", "cifar_lab.kit.train", *SMALL_CNN, "--epochs", "3", "--batch-size", "64",
                      "--data-dir", str(fake_root), "--val-size", "100", "--output-dir", str(out)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("Training CNN on cpu") == 1 and "x 2 processes (gloo)" in done.stdout  # rank 0 alone
@@ -96,7 +98,8 @@ def test_torchrun_two_processes_finish_agree_and_write_one_set_of_outputs(fake_r
 
 FAILING_RANK = """
 import os, sys
-from cifar_lab import models, train
+from cifar_lab import models
+from cifar_lab.kit import train
 
 if os.environ["RANK"] == "1":
     forward, calls = models.CNN.forward, []

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from cifar_lab import evaluate, make_model
-from cifar_lab.bench import time_to_accuracy
+from cifar_lab.kit.bench import time_to_accuracy
 from cifar_lab.evaluate import tta_logits
 from cifar_lab.fast import fast_flops, fast_options, first_reaching, make_sgd, tta_flops, train_fast
 from cifar_lab.loader import DeviceLoader
@@ -93,6 +93,7 @@ def test_test_time_augmentation_levels_run_one_two_and_six_passes():
         assert tta_logits(model, x, level).shape == (3, 10) and len(calls) == passes
 
 
+@pytest.mark.slow
 def test_the_fast_recipe_learns_above_chance_and_counts_its_flops(fake_data):
     model, history = train_fast(fake_data, epochs=2.5, seed=0, **TINY)
     assert history.info["status"] == "completed" and len(history) == 3  # a fraction ends mid-epoch
@@ -135,6 +136,7 @@ def test_first_reaching_reads_the_first_epoch_at_the_target(fake_data):
     assert not first_reaching(history, 1.01, flops)["reached"]
 
 
+@pytest.mark.slow
 def test_bench_measures_time_to_accuracy_for_both(fake_data):
     reach = time_to_accuracy(fake_data, 0.05, cnn_epochs=1, fast_epochs=1, verbose=False)
     assert set(reach) == {"target", "cnn", "fast"}

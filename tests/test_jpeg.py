@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from cifar_lab.data import load_cifar10, origin, read_batch
-from cifar_lab.fake import make_fake_cifar10
-from cifar_lab.jpeg import jpeg_roundtrip, main, psnr, recompress
+from cifar_lab.kit.fake import make_fake_cifar10
+from cifar_lab.kit.jpeg import jpeg_roundtrip, main, psnr, recompress
 
 
 def test_roundtrip_keeps_shape_and_changes_pixels_a_little():

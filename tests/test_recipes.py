@@ -1,15 +1,17 @@
-"""The reference reports' recipes (../shared/notes/reference_recipes.md): each runs, as the note reads it."""
+"""The reference reports' recipes (docs/reference_reports.md): each runs, as the note reads it."""
 import json
 
 import pytest
 import torch
 
-from cifar_lab import train
+from cifar_lab.kit import train
 from cifar_lab.loader import augment, color_jitter, erase, rotate
-from cifar_lab.recipes import REFERENCE, build_model, get_recipe, training_options
-from cifar_lab.reference_models import PARAMETER_COUNTS
+from cifar_lab.kit.reference import REFERENCE
+from cifar_lab.recipes import build_model, get_recipe, training_options
+from cifar_lab.kit.reference_models import PARAMETER_COUNTS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_every_reference_recipe_runs_in_quick_mode_with_its_options(name, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAR_LAB_QUICK", "1")

@@ -6,7 +6,7 @@ from torch import nn
 from torchvision.models import ResNet18_Weights
 
 from cifar_lab import count_parameters
-from cifar_lab.reference_models import PARAMETER_COUNTS, REFERENCE_MODELS, resnet18_003
+from cifar_lab.kit.reference_models import PARAMETER_COUNTS, REFERENCE_MODELS, resnet18_003
 
 
 def test_every_report_model_has_a_count_from_the_note():

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_lab import report
+from cifar_lab.kit import report
+
+pytestmark = pytest.mark.slow  # papermill, subprocesses: the slow tier
 
 
 def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path, capsys, tiny_notebooks):
@@ -68,7 +70,7 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
 
 def test_two_reports_of_one_notebook_at_once_keep_each_others_staging(tmp_path, monkeypatch):
     """A second `report --only NAME` started while the first runs must not delete the first one's results."""
-    from cifar_lab import notebooks
+    from cifar_lab.kit import notebooks
     reports = tmp_path / "reports"
     reports.mkdir()
     seen = []

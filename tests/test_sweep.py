@@ -4,7 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from cifar_lab import sweep
+from cifar_lab.kit import sweep
+
+pytestmark = pytest.mark.slow  # papermill, subprocesses: the slow tier
 
 SMALL_CNN = ["-p", "model", "cnn", "-p", "widths", "8,16,16", "-p", "convs_per_block", "1"]
 
@@ -56,8 +58,9 @@ def test_training_sweep_runs_in_parallel_keeps_good_runs_and_names_the_failed_on
     printed = capsys.readouterr().out
     assert printed.count("kept (done before)") == 2
 
-    assert sweep.main([*args, "-p", "lr", "0.01"]) == 1  # other parameters, same folder: refused, kept
-    assert "holds a finished run with other parameters" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # other parameters, same folder: refused before anything runs, all kept
+        sweep.main([*args, "-p", "lr", "0.01"])
+    assert "holds another sweep" in capsys.readouterr().err
     assert json.loads((out / "seed=0,cutout=0" / "metrics.json").read_text())["params"]["lr"] == 0.05
 
 
@@ -81,7 +84,7 @@ def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--notebook", "03_regularization", "-p", "model", "cnn", "--output-dir", str(tmp_path)])
     assert "03_regularization.ipynb has no parameter 'model'" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="run python -m cifar_lab.sweep first"):
+    with pytest.raises(FileNotFoundError, match="run cifar-lab sweep first"):
         sweep.load_summary(tmp_path / "nothing")
 
 
@@ -96,7 +99,7 @@ def test_a_child_run_ends_when_the_sweep_is_killed(tmp_path):
         pytest.skip("PR_SET_PDEATHSIG is Linux's")
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
-        "from cifar_lab.notebooks import die_with_parent\n"
+        "from cifar_lab.kit.notebooks import die_with_parent\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], **die_with_parent())\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)

@@ -4,8 +4,7 @@ import os
 import pytest
 import torch
 
-from cifar_lab import (History, TrainingDiverged, TrainingInterrupted, evaluate, fit, load_checkpoint,
-                       make_model, save_checkpoint, set_seed)
+from cifar_lab import History, TrainingDiverged, TrainingInterrupted, evaluate, fit, load_checkpoint, make_model, save_checkpoint, set_seed
 from cifar_lab.files import atomic_write
 
 QUICK = dict(batch_size=64, progress=False, verbose=False)

@@ -1,11 +1,13 @@
-"""`python -m cifar_lab.train`: a recipe's run from the command line, in a folder no other run can touch."""
+"""`cifar-lab train`: a recipe's run from the command line, in a folder no other run can touch."""
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from cifar_lab import models, train
+from cifar_lab import models
+from cifar_lab.kit import train
 
 
 @pytest.fixture(autouse=True)
@@ -41,10 +43,21 @@ def test_bad_parameters_stop_with_a_message_naming_the_flag(args, message, tmp_p
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
-def test_python_dash_m_cifar_lab_train_is_the_entry_point():
-    done = subprocess.run([sys.executable, "-m", "cifar_lab.train", "--help"], capture_output=True, text=True)
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["cifar-lab", "train"], [sys.executable, "-m", "cifar_lab", "train"],
+                                     [sys.executable, "-m", "cifar_lab.kit.train"]])
+def test_cifar_lab_train_and_its_python_dash_m_forms_are_one_entry_point(command):
+    if command[0] == "cifar-lab" and shutil.which("cifar-lab") is None:
+        pytest.skip("the console script is not installed (pip install -e .)")
+    done = subprocess.run([*command, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--batch-size" in done.stdout and "torchrun" in done.stdout
     assert "--plateau-patience" in done.stdout and "RuntimeWarning" not in done.stderr
+
+
+def test_a_misspelt_command_gets_the_closest_name(capsys):
+    from cifar_lab.kit import cli
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian' (did you mean 'train'?)" in capsys.readouterr().err
 
 
 def test_a_finished_run_is_never_overwritten(tmp_path):
@@ -76,7 +89,7 @@ def test_a_folder_in_use_by_a_live_run_is_refused(tmp_path):
 
 
 def test_default_folders_are_new_for_every_run(tmp_path, monkeypatch):
-    from cifar_lab import runs
+    from cifar_lab.kit import runs
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runs.time, "strftime", lambda fmt, *a: "20260101-120000")  # both in the same second
     for _ in range(2):
@@ -90,6 +103,7 @@ def test_nothing_to_resume_in_an_empty_folder(tmp_path):
         train.main(["--model", "mlp", "--output-dir", str(tmp_path / "new"), "--resume"])
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_continued_only_as_it_was_started(tmp_path, monkeypatch, fake_root):
     forward, calls = models.CNN.forward, []
 

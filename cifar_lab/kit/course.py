@@ -3,11 +3,11 @@ data, and its results saved as it goes.
 
 A notebook's first code cell is `run = course.start("02_cnn", globals(), recipe="cnn")`: the
 parameters cell's values (and papermill's) are read from the notebook's globals and checked against
-`options.ALL`, so a misspelt name stops the notebook at once.
+`ALL` below, so a misspelt name stops the notebook at once.
 """
 from __future__ import annotations
 
-import difflib
+import atexit
 import os
 import tempfile
 import time
@@ -19,19 +19,52 @@ from torch import nn
 
 from . import runs
 from .notebooks import RESULTS_AS, ROOT, declared, shown_path, source
-from .data import CIFAR10Data, load_cifar10
-from .devices import get_device, set_seed
-from .evaluate import EvalResult
+from ..data import CIFAR10Data, load_cifar10
+from .. import plots
+from ..devices import get_device, set_seed
+from ..evaluate import EvalResult
 from .fake import make_fake_cifar10
-from .files import environment_info, save_json
-from .history import History
-from .models import count_parameters, flops_per_image
-from .options import ALL, TRAINING, check, default, defaults
-from .recipes import get_recipe, training_options
+from ..files import environment_info, save_json
+from ..history import History
+from ..models import count_parameters, flops_per_image
+from ..options import DATA, MODEL, TRAINING, Option, check, default, defaults, did_you_mean
+from ..recipes import get_recipe, training_options
 
 QUICK_ENV = "CIFAR_LAB_QUICK"  # "1": every notebook runs in quick mode (CI, the browser test)
 QUICK_EPOCHS = 1
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+NOTEBOOK = {  # what a notebook or command needs around training (the data options are options.DATA)
+    "quick": Option(False, "tiny synthetic data and 1 epoch: only checks that everything runs", bool),
+    "output_dir": Option(None, "results folder, new or empty (None: a new dated folder)", str, optional=True),
+    "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
+                  optional=True),
+    "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
+    "budget": Option(0.003, "fraction of each recipe's epochs to run (under one epoch: one pass over that share "
+                     "of the training images; 1: in full)", float,
+                     low=0.0, high=1.0, open_low=True),
+    "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
+                      str),
+    "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
+    "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
+                          optional=True),
+    "sweep_summary": Option(None, "a sweep's summary.csv (None: the newest under runs/, else reports/)", str,
+                            optional=True),
+    "fast_epochs": Option(3.0, "epochs of the fast recipe's main run (10: the full recipe)", float, low=0.0,
+                          high=100.0, open_low=True),
+    "ablation": Option(True, "measure what each method of the fast recipe adds, one short run per step", bool),
+    "ablation_epochs": Option(2.0, "epochs of each ablation run", float, low=0.0, high=100.0, open_low=True),
+    "ablation_size": Option(5_000, "training images of each ablation run (None: all)", int, low=100,
+                            optional=True),
+    "ablation_batch_size": Option(256, "images per step of each ablation run", int, low=2),
+    "target": Option(0.9, "validation accuracy the time-to-accuracy table asks for", float, low=0.0, high=1.0,
+                     open_low=True),
+    "cnn_metrics": Option(None, "notebook 02's metrics.json for the CNN's curve (None: its newest run, else "
+                          "reports/02_cnn/)", str, optional=True),
+}
+RUN = {**DATA, **NOTEBOOK}  # every option of a run around `fit`
+ALL = {**TRAINING, **MODEL, **RUN}
+
 
 
 def quick_mode(quick: bool = False) -> bool:
@@ -58,9 +91,7 @@ def notebook_parameters(namespace: dict[str, Any], notebook: str | None = None) 
         return scalars
     unknown = sorted(_injected(namespace) - set(declared))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], declared, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown parameter {unknown[0]!r}{hint}: {notebook} has no such parameter; its "
+        raise ValueError(f"unknown parameter {unknown[0]!r}{did_you_mean(unknown[0], declared)}: {notebook} has no such parameter; its "
                          f"parameters: {', '.join(declared)}")
     return {k: scalars[k] for k in declared if k in scalars}
 
@@ -179,12 +210,23 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
         for name in ("fast_epochs", "ablation_epochs"):  # notebook 06's
             if name in params:
                 params[name] = min(params[name], QUICK_EPOCHS)
+        if "__name__" in namespace:  # a notebook's globals: its variables are the values it runs with
+            namespace.update({k: params[k] for k in ("epochs", "fast_epochs", "ablation_epochs") if k in namespace})
     training = training_options(get_recipe(recipe), **_training(params)) if recipe else \
         {**defaults(TRAINING), **_training(params)}
     output_dir = _output_folder(notebook, params, quick, training, resume) if claim else None
     seed = params.get("seed", default("seed"))
-    data = _load(params, quick, seed)
+    try:
+        data = _load(params, quick, seed)
+    except BaseException as e:  # the folder's record says so, and the folder stays free for the corrected run
+        if output_dir is not None:
+            runs.finish(output_dir, f"failed before training: {e}")
+        raise
     set_seed(seed)
+    if output_dir is not None:
+        plots.save_figures_to(output_dir)  # every figure of the notebook lands in its run folder
+        if not notebook.startswith("train_"):  # the commands record their own end
+            _record_the_end(output_dir)
     return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
 
 
@@ -198,6 +240,38 @@ def _check_paths(params: dict) -> None:
 
 def _training(params: dict) -> dict:
     return {k: v for k, v in params.items() if k in TRAINING}
+
+
+def _record_the_end(folder: Path) -> None:
+    """run.json says how a notebook's run ended, however it was run (papermill, nbconvert, Run All, by hand).
+
+    A cell that raises records "failed: ..." (or "interrupted"); when the kernel shuts down after a last cell
+    that ran cleanly, with the results saved, the run is "finished".
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    last = {"ok": True}
+
+    def after_cell(result) -> None:
+        error = result.error_in_exec
+        last["ok"] = error is None
+        if error is not None:
+            runs.finish(folder, "interrupted" if isinstance(error, KeyboardInterrupt) else
+                        f"failed: {type(error).__name__}: {error}")
+
+    def at_exit() -> None:
+        if last["ok"] and (folder / "metrics.json").exists():
+            runs.finish(folder, "finished")
+        elif last["ok"]:
+            runs.finish(folder, "ended before its results were saved")
+
+    shell.events.register("post_run_cell", after_cell)
+    atexit.register(at_exit)
 
 
 def _output_folder(notebook: str, params: dict, quick: bool, training: dict, resume: bool) -> Path:

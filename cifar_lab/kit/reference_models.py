@@ -1,6 +1,6 @@
 """The models of the five reference reports (ids 000-004), written out layer by layer.
 
-Each class follows shared/notes/reference_recipes.md in the order it lists the layers, so that a
+Each class follows docs/reference_reports.md in the order it lists the layers, so that a
 student can hold it next to the report and compare line by line. Where the note marks a reading as
 "Unclear", the comment on that line says which reading is used. Every model maps a batch of CIFAR-10
 images (B, 3, 32, 32) to logits (B, num_classes).
@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checks import check_int
-from .models import torchvision_resnet18
+from ..models import torchvision_resnet18
+from ..options import check_value
 
 # --------------------------------------------------------------------------------------------------
 # 000: regularised 3-conv CNN
@@ -28,7 +28,7 @@ class Net000(nn.Module):
     """Report 000's 3-conv CNN: 3x[conv3x3-BN-ReLU-maxpool], 32/64/128 channels, FC 512 with BN and dropout."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.block1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2, 2))
@@ -61,7 +61,7 @@ class CNN001(nn.Module):
     """Report 001's 6-conv CNN: three blocks of two 'same' conv-BN-ReLU, maxpool, Dropout(0.25); FC 1024-512-10."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.block1 = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, padding="same"), nn.BatchNorm2d(32), nn.ReLU(),
@@ -93,7 +93,7 @@ class MLP001(nn.Module):
     """Report 001's 3-layer MLP: 3072 -> 1024 -> 512 -> 10, each hidden layer with BN1d, ReLU, Dropout(0.5)."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.fc1 = nn.Linear(3 * 32 * 32, 1024)
         self.bn1 = nn.BatchNorm1d(1024)
@@ -121,7 +121,7 @@ class MLP002(nn.Module):
     """Report 002's MLP: 3072 -> 512 -> 256 -> 10, each hidden layer with BN1d, ReLU, Dropout(0.4)."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.net = nn.Sequential(
             nn.Flatten(),  # (B, 3, 32, 32) -> (B, 3072)
@@ -137,7 +137,7 @@ class CNN002(nn.Module):
     """Report 002's CNN: 3x[conv3x3-BN-ReLU-Dropout2d(0.1)-maxpool], 32/64/128 channels, Dropout(0.4), Linear."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 32, kernel_size=3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
@@ -166,7 +166,7 @@ class Net003(nn.Module):
     # The note reads the report's 7808/10000 table as this fine-tuned Net (the baseline is ~67%).
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
@@ -215,7 +215,7 @@ class CNN004A(nn.Module):
     """Report 004's fast CNN A: unpadded convs 256-512 (3x3), maxpool, 256-128 (5x5), maxpool, one Linear."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.conv1 = nn.Conv2d(3, 256, kernel_size=3, padding=0)
         self.conv2 = nn.Conv2d(256, 512, kernel_size=3, padding=0)
@@ -240,7 +240,7 @@ class CNN004B(nn.Module):
     """Report 004's improved CNN B: A's convs with BN after conv1 and conv4, then FC 512-ReLU-Dropout(0.5)-10."""
 
     def __init__(self, num_classes: int = 10):
-        check_int("num_classes", num_classes, minimum=2)
+        check_value("num_classes", num_classes, int, low=2)
         super().__init__()
         self.conv1 = nn.Conv2d(3, 256, kernel_size=3, padding=0)
         self.bn1 = nn.BatchNorm2d(256)

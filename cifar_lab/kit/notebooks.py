@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .files import load_json
+from ..files import load_json
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (cifar_lab/kit/notebooks.py is two below it)
 NOTEBOOKS = ROOT / "notebooks"
 PROGRESS = re.compile(r"^(Training |epoch +\d+/\d+ +train loss|test accuracy|early stopped|training interrupted"
                       r"|\w*Error\b)"

@@ -1,9 +1,9 @@
 """One training run from the command line, on one device or data-parallel under torchrun.
 
-    python -m cifar_lab.train --model cnn --epochs 20                 # one process, best device
-    torchrun --nproc_per_node=2 -m cifar_lab.train --model cnn --epochs 5 --batch-size 128
-    python -m cifar_lab.train --model mlp --quick                     # synthetic data, 1 epoch
-    python -m cifar_lab.train --recipe 001 --epochs 50                # a reference report's recipe
+    cifar-lab train --model cnn --epochs 20                 # one process, best device
+    torchrun --nproc_per_node=2 -m cifar_lab.kit.train --model cnn --epochs 5 --batch-size 128
+    cifar-lab train --model mlp --quick                     # synthetic data, 1 epoch
+    cifar-lab train --recipe 001 --epochs 50                # a reference report's recipe
 
 Each model trains with its recipe (the notebooks' settings); a flag overrides one option.
 `--batch-size` is images per optimisation step over all processes. Results go to a folder of their own
@@ -17,19 +17,21 @@ import argparse
 import os
 import sys
 
-from . import course, distributed, plots, runs
-from .evaluate import evaluate
-from .options import MODEL, MODEL_USERS, RUN, TRAINING, add_arguments
-from .recipes import RECIPES, build_model, get_recipe, training_options
-from .data import CifarDataError
-from .training import fit
+from .. import distributed, plots
+from . import course, runs
+from ..evaluate import evaluate
+from ..options import MODEL, MODEL_USERS, TRAINING, add_arguments
+from .course import RUN
+from ..recipes import RECIPES, build_model, get_recipe, training_options
+from ..data import CifarDataError
+from ..training import fit
 
 COMMAND_RUN_OPTIONS = ("val_size", "train_size", "normalization", "tta", "data_dir", "output_dir", "quick")
 
 
 def parser() -> argparse.ArgumentParser:
-    """The command line of `python -m cifar_lab.train`, generated from the option tables."""
-    p = argparse.ArgumentParser(prog="python -m cifar_lab.train", description=__doc__,
+    """The command line of `cifar-lab train`, generated from the option tables."""
+    p = argparse.ArgumentParser(prog="cifar-lab train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", "--model", dest="model", default="cnn",
                    help="a recipe (default cnn): " + "; ".join(f"{k} ({r.source})" for k, r in RECIPES.items()))
@@ -72,12 +74,13 @@ def run_training(args: argparse.Namespace) -> dict:
     last = run.path("checkpoints") / "last.pt"
     try:
         history = fit(model, run.data, **fit_kw, checkpoint_dir=run.path("checkpoints"), device=args.device,
-                      resume=last if args.resume and last.exists() else None,
+                      resume=last if args.resume else None,
                       progress=sys.stderr.isatty())  # a bar on a terminal; one line per epoch in a log
     except BaseException as e:  # the folder stays an unfinished run, to continue with --resume
         if distributed.is_main():
             runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
-            print(f"Not finished: to continue, run the same command with --resume --output-dir {run.output_dir}")
+            if last.exists() and not isinstance(e, ValueError):  # a ValueError (bad checkpoint) says itself
+                print(f"Not finished: to continue, run the same command with --resume --output-dir {run.output_dir}")
         raise
 
     # every rank tests (they hold one model, so they must agree); rank 0 writes
@@ -102,7 +105,7 @@ def run_training(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m cifar_lab.train` and `torchrun ... -m cifar_lab.train`."""
+    """Entry point of `cifar-lab train` and `torchrun ... -m cifar_lab.kit.train`."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures to files, no window

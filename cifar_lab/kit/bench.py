@@ -1,6 +1,6 @@
 """Benchmark: the textbook pipeline vs cifar_lab's, same machine, same process, same models.
 
-    python -m cifar_lab.bench --json bench.json
+    cifar-lab bench --json bench.json
 
 Measures images/s of the data pipeline alone and of full training steps (forward, backward,
 optimizer) for each model, the model FLOPs per image, and the achieved training FLOP/s as a
@@ -19,15 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import devices
-from .data import META_FILE, TRAIN_FILES, CifarDataError, channel_stats, find_cifar10, load_cifar10, read_batch, \
+from .. import devices
+from ..data import META_FILE, TRAIN_FILES, CifarDataError, channel_stats, find_cifar10, load_cifar10, read_batch, \
     read_classes, split_indices
 from .fake import make_fake_cifar10
-from .files import environment_info, save_json
-from .models import flops_per_image, make_model
-from .optim import make_optimizer
-from .options import TRAINING, add_arguments, default, defaults
-from .training import train_step
+from ..files import environment_info, save_json
+from ..models import flops_per_image, make_model
+from ..optim import make_optimizer
+from ..options import TRAINING, add_arguments, default, defaults
+from ..training import train_step
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu"),
@@ -209,9 +209,9 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9"), batch_size: int = defau
 def time_to_accuracy(data, target: float, cnn_epochs: int = 20, fast_epochs: float = 10.0,
                      verbose: bool = True) -> dict:
     """Seconds and FLOPs (training plus validation) to reach `target` validation accuracy, 02's CNN vs the fast recipe."""
-    from .fast import first_reaching, fast_flops, fit_flops, train_fast
-    from .recipes import build_model, get_recipe, training_options
-    from .training import fit
+    from ..fast import first_reaching, fast_flops, fit_flops, train_fast
+    from ..recipes import build_model, get_recipe, training_options
+    from ..training import fit
 
     recipe = get_recipe("cnn")
     devices.set_seed(0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import CLASSES, FOLDER, META_FILE, TEST_FILES, TRAIN_FILES
-from .files import atomic_write
+from ..data import CLASSES, FOLDER, META_FILE, TEST_FILES, TRAIN_FILES
+from ..files import atomic_write
 
 
 def make_fake_cifar10(root: str | Path,

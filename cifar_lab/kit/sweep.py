@@ -1,11 +1,11 @@
 """Many runs as one command: a grid of parameters (seeds, learning rates...) run several at a time,
 each in its own folder, then one table of mean +- std over seeds and a chart.
 
-    python -m cifar_lab.sweep --grid seed 0 1 2 3 4 --grid lr 0.02 0.05 -p model cnn -p epochs 5
-    python -m cifar_lab.sweep --notebook 03_regularization --grid seed 0 1 2 -p epochs 4 -p seeds 1 \\
+    cifar-lab sweep --grid seed 0 1 2 3 4 --grid lr 0.02 0.05 -p model cnn -p epochs 5
+    cifar-lab sweep --notebook 03_regularization --grid seed 0 1 2 -p epochs 4 -p seeds 1 \\
         --output-dir runs/sweep_03
 
-Without --notebook each run is `python -m cifar_lab.train` with the run's parameters; with it, papermill
+Without --notebook each run is `cifar-lab train` with the run's parameters; with it, papermill
 runs notebooks/NAME.ipynb with them (`-p name value`, typed as papermill types them). Runs go to
 OUTPUT_DIR/<name>/ (name from the grid values) with their log; a run that fails is reported by name and
 the others go on; running the command again skips finished runs and resumes interrupted training runs.
@@ -15,6 +15,7 @@ collect the results; notebooks 03 and 04 show such a summary.
 from __future__ import annotations
 
 import argparse
+import json
 import itertools
 import os
 import re
@@ -26,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import notebooks, runs
-from .checks import check_output_dir
-from .files import load_json, save_json
+from ..files import check_output_dir
+from ..files import load_json, save_json
 from .notebooks import parse_value
 
 METRICS = ("test_acc", "best_val_acc", "train_seconds")  # averaged over seeds in the summary
@@ -62,7 +63,7 @@ def default_jobs(gib_per_run: float = 2.0) -> int:
     """`jobs_for` this machine."""
     import torch
 
-    from .devices import get_device
+    from ..devices import get_device
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (AttributeError, ValueError, OSError):  # not Linux/macOS
@@ -79,7 +80,7 @@ def gpu_slots(visible: str | None, gpus: int) -> list[str]:
 
 def command(params: dict, run_dir: Path) -> list[str]:
     """The command line of one training run; an unfinished run in `run_dir` is resumed."""
-    args = [sys.executable, "-m", "cifar_lab.train", "--output-dir", str(run_dir)]
+    args = [sys.executable, "-m", "cifar_lab.kit.train", "--output-dir", str(run_dir)]
     for k, v in params.items():
         args += [f"--{k}" if v else f"--no-{k}"] if isinstance(v, bool) else [f"--{k}", str(v)]
     record = runs.read(run_dir)
@@ -97,7 +98,7 @@ def check_names(params: dict, notebook: Path | None) -> None:
         known = set(vars(parser().parse_args([]))) - {"output_dir", "resume"}  # every option's name
     unknown = sorted(set(params) - known)
     if unknown:
-        target = notebook.name if notebook is not None else "python -m cifar_lab.train"
+        target = notebook.name if notebook is not None else "cifar-lab train"
         raise ValueError(f"{target} has no parameter {', '.join(map(repr, unknown))}; "
                          f"its parameters: {', '.join(sorted(known))}")
 
@@ -155,6 +156,8 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
     threads = max(1, (os.cpu_count() or 1) // jobs)
     slots = list(range(jobs))  # which GPU / share of the CPU a run gets
     lock, records, done = threading.Lock(), [], [0]
+    earlier = _sweep_info(out)[1].get("grid", {})  # a rerun may add values: the record keeps them all
+    every_value = {k: earlier.get(k, []) + [v for v in values if v not in earlier.get(k, [])] for k, values in grid.items()}
 
     def work(item: tuple[int, tuple[str, dict]]) -> dict:
         index, (name, params) = item
@@ -176,14 +179,34 @@ def run_sweep(runs: dict[str, dict], grid: dict, out: Path, notebook: Path | Non
                 f" in {record.get('seconds', 0):.0f} s" if not record.get("skipped") else ""
             print(f"[{done[0]}/{len(runs)}] {name} {state}{extra}", flush=True)
             fixed = {k: v for k, v in params.items() if k not in grid}
-            save_json({"notebook": notebook.stem if notebook else None, "grid": grid, "fixed": fixed,
+            save_json({"notebook": notebook.stem if notebook else None, "grid": every_value, "fixed": fixed,
                        "runs": records}, out / SWEEP_INFO)
         return record
 
+    first = next(iter(runs.values()), {})
+    save_json({"notebook": notebook.stem if notebook else None, "grid": every_value,  # before any run: its identity
+               "fixed": {k: v for k, v in first.items() if k not in grid}, "runs": []}, out / SWEEP_INFO)
     print(f"{len(runs)} runs, {jobs} at a time ({threads} CPU thread{'s' * (threads > 1)} each"
           f"{f', GPUs {gpus}' if gpus else ''}); results in {out}", flush=True)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(work, enumerate(runs.items())))
+
+
+def same_sweep(out: Path, notebook: str | None, grid: dict, fixed: dict) -> None:
+    """A ValueError unless `out` is empty or holds this sweep (same notebook, same grid names, same fixed
+    parameters): a folder's grid and fixed parameters are its identity, so its summary never pools two sweeps."""
+    _, info = _sweep_info(out)
+    if not info:
+        if any(out.glob(f"*/{SWEEP_RECORD}")):
+            raise ValueError(f"{out} holds runs of a sweep that recorded no sweep.json; give another --output-dir")
+        return
+    theirs = {"notebook": info.get("notebook"), "grid names": sorted(info.get("grid", {})),
+              "fixed": json.loads(json.dumps(info.get("fixed", {}), default=str))}
+    ours = {"notebook": notebook, "grid names": sorted(grid), "fixed": json.loads(json.dumps(fixed, default=str))}
+    differ = [f"{k}: {theirs[k]} there, {ours[k]} here" for k in theirs if theirs[k] != ours[k]]
+    if differ:
+        raise ValueError(f"{out} holds another sweep ({'; '.join(differ)}); a sweep folder holds one sweep, so that "
+                         f"its summary pools only runs of identical parameters: give another --output-dir")
 
 
 def collect(out: str | Path) -> "pd.DataFrame":
@@ -243,7 +266,7 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     path = Path(path)
     path = path / "summary.csv" if path.is_dir() else path
     if not path.exists():
-        raise FileNotFoundError(f"no sweep summary at {path}: run python -m cifar_lab.sweep first")
+        raise FileNotFoundError(f"no sweep summary at {path}: run cifar-lab sweep first")
     table = pd.read_csv(path, keep_default_na=False, dtype={"setting": str, "model": str})  # "002" stays "002"
     numbers = [c for c in table.columns if c.endswith(("_mean", "_std"))]
     table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # n = 1: no std (NaN), still numbers
@@ -286,8 +309,8 @@ def describe_summary(path: str | Path) -> str:
 
 def write_summary(out: Path) -> "pd.DataFrame":
     """runs.csv, summary.csv and summary.png from the finished runs in `out`; returns the summary."""
-    from . import plots
-    from .files import atomic_write
+    from .. import plots
+    from ..files import atomic_write
 
     runs = collect(out)
     table = summarize(runs)
@@ -299,7 +322,7 @@ def write_summary(out: Path) -> "pd.DataFrame":
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cifar_lab.sweep", description=__doc__,
+    p = argparse.ArgumentParser(prog="cifar-lab sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", nargs="+", action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter and the values to try (every combination of the grids runs)")
@@ -330,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
 
+    try:
+        same_sweep(out, notebook.stem if notebook else None, grid, fixed)
+    except ValueError as e:
+        p.error(str(e))
     runs = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
     try:
         records = run_sweep(runs, grid, out, notebook, jobs)

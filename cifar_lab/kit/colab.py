@@ -1,7 +1,7 @@
 """The repository the notebooks' Colab badge and install cell point to, set in one place.
 
-    python -m cifar_lab.colab                     # writes pyproject's URL into every notebook
-    python -m cifar_lab.colab github.com/ORG/REPO  # sets a new URL in pyproject.toml, then writes it
+    cifar-lab colab                     # writes pyproject's URL into every notebook
+    cifar-lab colab github.com/ORG/REPO  # sets a new URL in pyproject.toml, then writes it
 
 The one place is `[project.urls] Repository` in pyproject.toml; a test checks the notebooks agree with it.
 """
@@ -37,8 +37,9 @@ def notebook_sources(repo: str) -> dict[str, str]:
 def write(repo: str | None = None) -> list[str]:
     """Put `repo` (default: pyproject's) into pyproject.toml and every notebook; returns the notebooks changed."""
     if repo is not None:
-        if not re.fullmatch(r"github\.com/[\w.-]+/[\w.-]+", repo):
-            raise ValueError(f"give the repository as github.com/ORG/REPO, not {repo!r}")
+        if not re.fullmatch(r"github\.com/[\w.-]+/[\w.-]+", repo) or repo.endswith(".git"):
+            hint = f" (without .git: {repo.removesuffix('.git')})" if repo.endswith(".git") else ""
+            raise ValueError(f"give the repository as github.com/ORG/REPO{hint}, not {repo!r}")
         PYPROJECT.write_text(URL_LINE.sub(f'Repository = "https://{repo}"', PYPROJECT.read_text()))
     want = notebook_sources(repository())
     changed = []
@@ -59,9 +60,16 @@ def sources(path) -> str:
     return "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """`cifar-lab colab [OWNER/REPO]`: write the repository into pyproject and every notebook's badge."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        names = write(sys.argv[1] if len(sys.argv) > 1 else None)
+        names = write(argv[0] if argv else None)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     print(f"repository {repository()}: " + (f"updated {', '.join(names)}" if names else "notebooks already agree"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,22 @@ def check(answer: Any, expected: Any, hint: str, tolerance: float = 0.0) -> str:
     """'right', 'not answered yet', or 'not quite: HINT' for a student's answer (numbers within `tolerance`)."""
     if answer is None:
         return UNANSWERED
+    kind = _kind_mismatch(_plain(answer), _plain(expected))
+    if kind:
+        return f"not quite: {kind}"
     return RIGHT if _same(answer, expected, tolerance) else f"not quite: {hint}"
+
+
+def _kind_mismatch(answer: Any, expected: Any) -> str:
+    """A sentence when the answer is of another kind than asked (text for a number, an array for one value)."""
+    number = (int, float)
+    if hasattr(answer, "shape") and getattr(answer, "ndim", 0) > 0 and not hasattr(expected, "shape"):
+        return f"give one value, not an array of shape {tuple(answer.shape)}"
+    if isinstance(expected, number) and not isinstance(expected, bool) and isinstance(answer, str):
+        return f"give a number, not the text {answer!r} (drop the quotes)"
+    if isinstance(expected, str) and isinstance(answer, number) and not isinstance(answer, bool):
+        return f"give the answer as text in quotes, not the number {answer!r}"
+    return ""
 
 
 def _plain(x: Any) -> Any:

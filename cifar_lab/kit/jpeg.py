@@ -1,7 +1,7 @@
 """A copy of a CIFAR-10 folder with every image JPEG-compressed once more: to measure what compression costs.
 
-    python -m cifar_lab.jpeg data/ data/jpeg_again/            # then train with -p data_dir ../data/jpeg_again
-    python -m cifar_lab.jpeg data/ data/jpeg_shift3/ --shift 3  # the block grid moved by 3 pixels
+    cifar-lab jpeg data/ data/jpeg_again/            # then train with -p data_dir ../data/jpeg_again
+    cifar-lab jpeg data/ data/jpeg_shift3/ --shift 3  # the block grid moved by 3 pixels
 
 The course's data copy is JPEG-q75; training the same recipe on it and on this copy (compressed once more)
 gives the slope: how many points of test accuracy one more round of compression takes away. A second pass
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import FOLDER, META_FILE, RECOMPRESSED_MARKER, TEST_FILES, TRAIN_FILES, find_cifar10, unpickle
+from ..data import CifarDataError, FOLDER, META_FILE, RECOMPRESSED_MARKER, TEST_FILES, TRAIN_FILES, find_cifar10, unpickle
 from .fake import dump_batch
 from .notebooks import shown_path
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         folder = recompress(args.src, args.dst, args.quality, args.shift)
-    except ValueError as e:
+    except (ValueError, CifarDataError) as e:  # not a CIFAR-10 folder, a broken batch, a bad quality
         raise SystemExit(f"error: {e}") from None
     before = unpickle(find_cifar10(args.src, download=False) / TEST_FILES[0])["data"]
     after = unpickle(folder / TEST_FILES[0])["data"]

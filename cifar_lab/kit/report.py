@@ -1,8 +1,8 @@
 """Run every notebook with papermill and export report-style HTML into reports/.
 
-    python -m cifar_lab.report                      # all notebooks, their default (full) parameters
-    python -m cifar_lab.report -p epochs 2 --only 01_mlp 02_cnn
-    python -m cifar_lab.report --quick              # synthetic data, 1 epoch: checks the pipeline
+    cifar-lab report                      # all notebooks, their default (full) parameters
+    cifar-lab report -p epochs 2 --only 01_mlp 02_cnn
+    cifar-lab report --quick              # synthetic data, 1 epoch: checks the pipeline
 
 Each notebook runs into a staging folder; only a notebook that finishes replaces its earlier results
 in reports/NAME/ and reports/NAME.html, so a failed run never overwrites good results, and quick mode
@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from . import notebooks
-from .checks import check_output_dir
-from .files import atomic_write, save_json
+from ..files import check_output_dir
+from ..files import atomic_write, save_json
 from .notebooks import ROOT, parse_value
 
 
@@ -75,10 +75,13 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     code = notebooks.execute(source, executed, wanted, staging / "log.txt", show=show, env=env)
     if code != 0:
         failed = reports / "failed"
-        failed.mkdir(parents=True, exist_ok=True)
-        for path in (executed, staging / "log.txt"):
-            if path.exists():
-                shutil.copy(path, failed / f"{name}{path.suffix}")
+        try:
+            failed.mkdir(parents=True, exist_ok=True)
+            for path in (executed, staging / "log.txt"):
+                if path.exists():
+                    shutil.copy(path, failed / f"{name}{path.suffix}")
+        except OSError:  # a full disk: they stay in the staging folder, which the message then names
+            pass
         raise RuntimeError(_last_error(staging / "log.txt"))
     stamp_run_facts(executed, staging / "results" / "metrics.json", time.perf_counter() - started)
     page = export_html(executed, name)
@@ -97,7 +100,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
 
 def run_facts(metrics_path: Path, seconds: float) -> str:
     """One markdown line for the top of a report: when and how long it ran, on which CPU, device and precision."""
-    from .files import cpu_name
+    from ..files import cpu_name
 
     metrics = notebooks.read_metrics(metrics_path) if metrics_path.exists() else {}
     cpu = metrics.get("environment", {}).get("cpu") or cpu_name()
@@ -173,7 +176,13 @@ def _sweep_section(reports: Path) -> str:
 
     parts = []
     for path in sorted(reports.glob("sweep_*/summary.csv")):
-        table = sweep.load_summary(path)
+        try:
+            table = sweep.load_summary(path)
+            table[["setting", "model", "n", "test_acc_mean", "test_acc_std"]]  # the columns shown below
+        except (KeyError, ValueError, OSError) as e:  # a hand-edited or truncated file: say so, show the rest
+            parts.append(f"<h3>{html.escape(path.parent.name)}</h3><p>summary.csv cannot be read ({html.escape(repr(e))}); "
+                         f"rerun its sweep or delete it</p>")
+            continue
         body = "".join(f"<tr><td>{html.escape(str(r['setting']))}</td><td>{html.escape(str(r['model']))}</td>"
                        f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%}" +
                        (f" ± {r['test_acc_std']:.2%}" if r["n"] > 1 else " (one seed: no spread)") + "</td></tr>"
@@ -189,7 +198,7 @@ def _sweep_section(reports: Path) -> str:
 def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
     """reports/index.html: per notebook a link to its report and its results (epochs, seeds, mean ± std), the
     sweeps, a chart, and the data caveat."""
-    from . import plots
+    from .. import plots
 
     if rows:
         chart = [{"model": f"{r['notebook'][:2]} {r['model']} ({r['epochs']} ep" +
@@ -227,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="names like 02_cnn (default: all)")
     parser.add_argument("--quick", action="store_true", help="synthetic data, 1 epoch (into reports/quick/)")
     parser.add_argument("--reports", default=None, help="output folder (default reports/, or reports/quick/)")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite README.md's results table from the committed reports/, run nothing")
     args = parser.parse_args(argv)
+    if args.readme:
+        from . import results
+        print("README.md results table " + ("updated" if results.update_readme() else "already up to date"))
+        return 0
     params = {k: parse_value(v) for k, v in args.parameter}
     names = args.only or notebooks.names()
     try:
@@ -262,8 +277,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(names)}] {name} interrupted; earlier results kept", flush=True)
             failed.append(name)
             break
-        except Exception as e:
-            print(f"[{i}/{len(names)}] {name} FAILED: {e} (executed copy and log in {reports / 'failed'}; "
+        except Exception as e:  # the copy and log are in failed/, or (a full disk) still in the staging folder
+            where = reports / "failed" if (reports / "failed" / f"{name}.txt").exists() else \
+                reports / ".staging" / f"{name}-{os.getpid()}"
+            print(f"[{i}/{len(names)}] {name} FAILED: {e} (executed copy and log in {where}; "
                   f"earlier results kept)", flush=True)
             failed.append(name)
     index = write_index(reports, summary(reports), failed)

@@ -22,9 +22,10 @@ import papermill as pm
 import pytest
 import torch
 
-from cifar_lab import (CifarDataError, TrainingInterrupted, fit, load_cifar10, make_fake_cifar10, make_model,
-                       report, runs, save_checkpoint, sweep)
-from cifar_lab.course import newest_results, start
+from cifar_lab import CifarDataError, TrainingInterrupted, fit, load_cifar10, make_model, save_checkpoint
+from cifar_lab.kit import report, runs, sweep
+from cifar_lab.kit.fake import make_fake_cifar10
+from cifar_lab.kit.course import newest_results, start
 from cifar_lab.data import FOLDER
 from cifar_lab.files import DiskFullError
 
@@ -81,7 +82,7 @@ def test_a_test_or_quick_run_never_writes_into_a_real_runs_folder(tmp_path, monk
 
 def test_quick_reports_never_replace_real_ones_even_when_quick_comes_from_the_environment(tmp_path, monkeypatch,
                                                                                           capsys):
-    """Case 2: `CIFAR_LAB_QUICK=1 python -m cifar_lab.report` (or --quick) beside real-data reports."""
+    """Case 2: `CIFAR_LAB_QUICK=1 python -m cifar_lab.kit.report` (or --quick) beside real-data reports."""
     monkeypatch.setattr(report, "ROOT", tmp_path)  # the checkout whose reports/ holds real results
     real = tmp_path / "reports" / "00_data_analysis"
     before = finished_real_run(real, "00_data_analysis")
@@ -115,11 +116,23 @@ def test_an_interrupted_fit_is_continued_never_restarted_over_its_checkpoints(fa
     assert resumed.epoch == [1, 2] and resumed.info["status"] == "completed"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_a_finished_fit_whose_last_pt_is_broken_or_gone_is_still_never_overwritten(fake_data, tmp_path, damage):
+    """Round two, case D1: best.pt and history.json are trained results, whatever happened to last.pt."""
+    fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:100]) if damage == "truncated" else last.unlink()
+    before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "history.json")}
+    with pytest.raises(ValueError, match=r"holds the results of an earlier run \(best.pt.*history.json\)"):
+        fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
 def test_a_finished_fit_is_never_overwritten_by_the_next_one(fake_data, tmp_path):
     """The fit cell run again after it finished: the first run's checkpoints stay as they were."""
     fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
     before = {name: (tmp_path / name).read_bytes() for name in ("best.pt", "last.pt", "history.json")}
-    with pytest.raises(ValueError, match=r"holds a finished run \(1 epochs, completed\).*choose another "
+    with pytest.raises(ValueError, match=r"holds the results of an earlier run \(best.pt, last.pt, history.json\).*choose another "
                                          r"checkpoint_dir"):
         fit(tiny_mlp(), fake_data, epochs=1, checkpoint_dir=tmp_path, **QUICK)
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
@@ -149,6 +162,7 @@ def _claim(folder, ready, results):
     time.sleep(0.5)  # hold the folder while the others try
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="starts its contenders by fork (Linux)")
 def test_runs_started_into_one_folder_at_the_same_moment_get_it_once(tmp_path):
     """Case 6: several `--output-dir same` commands started together: one runs, the others are told why."""
@@ -181,6 +195,7 @@ cifar_lab.training.train_step = _pressing_stop
 """
 
 
+@pytest.mark.slow
 def test_interrupting_the_kernel_stops_run_all_and_says_how_to_continue(tmp_path):
     """Case 7: the stop button during Run All; later cells must not run on the half-trained model."""
     import nbformat
@@ -205,6 +220,7 @@ def test_interrupting_the_kernel_stops_run_all_and_says_how_to_continue(tmp_path
 
 # ---------------------------------------------------------------- nothing runs other than what was asked
 
+@pytest.mark.slow
 def test_a_parameter_the_notebook_does_not_have_stops_it(tmp_path):
     """Case 8 for names the kit knows: `papermill 00_data_analysis.ipynb -p epochs 5` must not run silently."""
     with pytest.raises(pm.PapermillExecutionError, match="epochs"):
@@ -213,6 +229,7 @@ def test_a_parameter_the_notebook_does_not_have_stops_it(tmp_path):
                             cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the death signal is Linux's")
 def test_killing_the_sweep_ends_its_trainer_and_a_rerun_never_shares_the_folder(fake_root, tmp_path, capsys,
                                                                                  monkeypatch):
@@ -221,7 +238,7 @@ def test_killing_the_sweep_ends_its_trainer_and_a_rerun_never_shares_the_folder(
     args = ["--grid", "seed", "0", "-p", "model", "mlp", "-p", "hidden", "8,8", "-p", "epochs", "5000",
             "-p", "data_dir", str(fake_root), "-p", "val_size", "100", "--jobs", "1", "--output-dir", str(out)]
     monkeypatch.setenv("CIFAR_LAB_QUICK", "")  # real training on the small data set: long enough to be killed
-    the_sweep = subprocess.Popen([sys.executable, "-m", "cifar_lab.sweep", *args],
+    the_sweep = subprocess.Popen([sys.executable, "-m", "cifar_lab.kit.sweep", *args],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         record = out / "seed=0" / "run.json"
@@ -265,6 +282,7 @@ def test_a_test_batch_copied_over_a_training_batch_is_refused(fake_root, tmp_pat
         load_cifar10(root, download=False)
 
 
+@pytest.mark.slow
 def test_a_model_listed_twice_stops_before_any_training(tmp_path):
     """Case 12: `-p models mlp,mlp` trained twice and recorded once."""
     with pytest.raises(pm.PapermillExecutionError, match="models lists a model twice"):

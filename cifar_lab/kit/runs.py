@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .checks import check_output_dir
-from .files import load_json, save_json
+from ..files import check_output_dir
+from ..files import load_json, save_json
 
 RECORD = "run.json"  # what runs (ran) here: parameters, status, process
 LOCK = ".lock"  # held by the process running here
@@ -58,6 +58,12 @@ def claim(folder: str | Path, params: dict[str, Any], kind: str, resume: bool = 
             if left:
                 raise RunFolderError(f"{folder} already holds results ({', '.join(left)}); choose another folder, "
                                      f"or delete it to start again")
+        elif record.get("status") != "finished" and resume and not (folder / "checkpoints" / "last.pt").exists():
+            raise RunFolderError(f"nothing to resume in {folder}: it holds no checkpoints/last.pt (the run ended "
+                                 f"before its first epoch, or the file was deleted); start without --resume "
+                                 f"and with another folder")
+        elif not resume and record.get("status") != "running" and not holds_results(folder, record):
+            pass  # a run that ended before any result (e.g. a wrong data_dir): its folder is free again
         elif record.get("status") == "finished" or record.get("kind") != kind or not resume:
             raise RunFolderError(_taken(folder, record))
         else:
@@ -74,6 +80,13 @@ def claim(folder: str | Path, params: dict[str, Any], kind: str, resume: bool = 
     if not hold:
         _unlock(folder)
     return folder
+
+
+def holds_results(folder: Path, record: dict | None = None) -> bool:
+    """True if the folder holds anything a run produced: a finished record, metrics, figures or checkpoints."""
+    record = read(folder) if record is None else record
+    made = [p for p in folder.iterdir() if p.name not in (RECORD, LOCK) and not p.name.startswith(".write_test.")]
+    return (record or {}).get("status") == "finished" or any(p.is_file() or any(p.iterdir()) for p in made)
 
 
 def finish(folder: str | Path, status: str, **extra: Any) -> None:
@@ -96,7 +109,7 @@ def _taken(folder: Path, record: dict) -> str:
     if status == "finished":
         return (f"{folder} already holds a finished run (started {record.get('started')}); its results are kept: "
                 f"choose another folder, or delete it to run again")
-    if record.get("kind") == "train":
+    if record.get("kind") == "train" and (folder / "checkpoints" / "last.pt").exists():
         return (f"{folder} holds an unfinished training run ({status}); continue it with --resume (same "
                 f"parameters), or delete the folder to start again")
     return (f"{folder} already holds the results of an earlier run ({record.get('kind')}, {status}, started "

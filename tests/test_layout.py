@@ -1,0 +1,121 @@
+"""The package's shape: a thin core a student reads in an afternoon, the kit's machinery apart from it."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "cifar_lab"
+CORE = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__main__.py")  # __main__ is the commands' entry
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, top-level or inside a function, as an absolute dotted name."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = "cifar_lab" if node.level == 1 else node.module or ""
+            base = f"{base}.{node.module}" if node.level == 1 and node.module else base
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return names
+
+
+def test_the_core_never_imports_the_kit():
+    offenders = {p.name: sorted(n for n in imported_modules(p) if n.startswith("cifar_lab.kit"))
+                 for p in CORE}
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_the_import_walk_sees_a_lazy_import_of_the_kit(tmp_path):
+    """The check above can fail: an import inside a function counts."""
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from .kit import course\n")
+    assert "cifar_lab.kit.course" in imported_modules(module)
+
+
+def test_the_core_stays_thin():
+    lines = {p.name: len(p.read_text().splitlines()) for p in CORE}
+    assert sum(lines.values()) <= 3000, lines
+    assert max(lines.values()) <= 350, lines
+
+
+@pytest.mark.slow
+def test_import_cifar_lab_loads_no_kit_scikit_learn_papermill_or_pandas():
+    code = "import sys, cifar_lab; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=ROOT).stdout.split())
+    assert "cifar_lab.training" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("sklearn", "papermill", "pandas", "nbformat")
+                or m.startswith("cifar_lab.kit")}
+
+
+def test_nothing_points_outside_the_repository():
+    """Whoever clones the kit has only the repository: no path into the team's shared folder."""
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    texts = [f for f in tracked if f.endswith((".py", ".ipynb", ".md", ".toml", ".txt", ".yml"))
+             and not f.startswith("reports/") and (ROOT / f).exists()]
+    hits = [f for f in texts if "shared/notes" in (ROOT / f).read_text(errors="replace") and f != "tests/test_layout.py"]
+    assert not hits
+
+
+def test_one_version_number_and_one_python_floor():
+    import cifar_lab
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and 'version = {attr = "cifar_lab.__version__"}' in pyproject
+    assert cifar_lab.__version__.count(".") == 2
+    floor = pyproject.split('requires-python = ">=')[1].split('"')[0]
+    assert f"Python {floor}+" in (ROOT / "README.md").read_text()
+
+
+def test_the_readmes_results_table_is_generated_from_the_committed_reports():
+    """No number in the README is typed by hand: `cifar-lab report --readme` writes the table, and it is current."""
+    from cifar_lab.kit import results
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(results.START):readme.index(results.END) + len(results.END)]
+    assert block == results.table(ROOT / "reports")
+    assert "85.65%" not in results.table(ROOT / "tests")  # the table comes from the folder it is given
+
+
+def readme_commands() -> list[str]:
+    """Every command line of the README's bash blocks (comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```bash\n")[1:]]
+    return [line.split("  #")[0].strip() for b in blocks for line in b.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", readme_commands())
+def test_every_readme_command_runs_as_written(command):
+    """The cheap ones run; the long ones are asked for --help, or checked against what they name."""
+    for part in [p.strip("() ") for p in command.split("&&")]:
+        words = part.split()
+        if words[0] == "cifar-lab":  # the subcommand exists and takes every flag the README gives it
+            done = subprocess.run([sys.executable, "-m", "cifar_lab", words[1], "--help"], capture_output=True,
+                                  text=True, cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            assert all(w in done.stdout for w in words[2:] if w.startswith("--")), part
+        elif words[0] == "papermill":
+            import papermill
+            declared = papermill.inspect_notebook(str(ROOT / "notebooks" / words[1]))
+            assert all(name in declared for name in words[words.index("-p") + 1::3]), part
+        elif words[0] == "pytest":
+            done = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, cwd=ROOT)
+            assert all(w in done.stdout for w in words[1:] if w.startswith("--")), part
+        elif words[:2] == ["pip", "install"]:
+            assert (ROOT / words[-1]).exists(), part
+        elif words[0] != "cd":
+            raise AssertionError(f"the README runs {part!r}, which this test does not know how to check")
+
+
+def test_the_readmes_python_example_names_only_what_cifar_lab_exports():
+    import cifar_lab
+    text = (ROOT / "README.md").read_text()
+    example = text.split("```python\n")[1].split("```")[0]
+    names = example.split("from cifar_lab import ")[1].split("\n")[0].split(", ")
+    assert all(hasattr(cifar_lab, n) for n in names)
