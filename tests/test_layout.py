@@ -119,3 +119,17 @@ def test_the_readmes_python_example_names_only_what_cifar_lab_exports():
     example = text.split("```python\n")[1].split("```")[0]
     names = example.split("from cifar_lab import ")[1].split("\n")[0].split(", ")
     assert all(hasattr(cifar_lab, n) for n in names)
+
+
+def test_the_reference_reports_table_is_generated_from_the_committed_reruns():
+    from cifar_lab.kit import results
+    docs = (ROOT / "docs" / "reference_reports.md").read_text()
+    block = docs[docs.index(results.REPRO_START):docs.index(results.REPRO_END) + len(results.REPRO_END)]
+    assert block == results.reproductions_table(ROOT / "reports")
+
+
+def test_a_reproduction_is_judged_by_what_the_copy_and_seed_noise_explain():
+    from cifar_lab.kit.reference import REFERENCE, TOLERANCE, reported_accuracy, verdict
+    assert reported_accuracy(REFERENCE["002"]) == 81.0 and reported_accuracy(REFERENCE["004a"]) == 75.36
+    assert verdict(81.0, 81.0 - TOLERANCE + 0.01) == "reproduced"
+    assert verdict(81.0, 78.29) == "below" and verdict(56.54, 60.0) == "above"

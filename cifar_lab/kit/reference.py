@@ -6,6 +6,9 @@ adds them to `cifar_lab.recipes.RECIPES`, so `get_recipe("001")` and `build_mode
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ..recipes import RECIPES, Recipe
 from .reference_models import REFERENCE_MODELS
 
@@ -75,3 +78,42 @@ def scaled(recipe: Recipe, budget: float, train_images: int) -> tuple[int, int |
     if planned >= 1:
         return max(1, round(planned)), None
     return 1, min(train_images, max(100, round(planned * train_images)))
+
+
+# ---------------------------------------------------------------- reported against reproduced
+
+JPEG_COST = 1.18  # points one fresh JPEG-q75 pass cost the fast recipe (reports/sweep_06_fast_jpeg_shift3)
+SEED_STD = 0.64  # points: the 10-seed standard deviation of recipe 002 (reports/sweep_05_002)
+TOLERANCE = JPEG_COST + 2 * SEED_STD  # what the copy and seed noise together explain, in points
+
+
+def reported_accuracy(recipe: Recipe) -> float:
+    """The report's test accuracy in %, its first number ("about 81%" -> 81.0)."""
+    return float(re.search(r"\d+(?:\.\d+)?", recipe.reported).group())
+
+
+def verdict(reported: float, reproduced: float, tolerance: float = TOLERANCE) -> str:
+    """'reproduced' when the difference (points) is inside what the copy and seed noise explain, else below/above."""
+    gap = reproduced - reported
+    return "reproduced" if abs(gap) <= tolerance else "below" if gap < 0 else "above"
+
+
+def reproductions(reports: Path) -> list[dict]:
+    """One row per recipe with a committed full-budget run under `reports`/recipes/ID: reported vs reproduced."""
+    from .notebooks import read_metrics
+
+    rows = []
+    for name, recipe in REFERENCE.items():
+        path = reports / "recipes" / name / "metrics.json"
+        if not path.exists():
+            continue
+        metrics = read_metrics(path)
+        m = next(iter(metrics["models"].values()))
+        info = m.get("history", {}).get("info", {})
+        reported, reproduced = reported_accuracy(recipe), 100 * m["test_acc"]
+        rows.append({"recipe": name, "reported": recipe.reported, "reproduced": f"{reproduced:.2f}%",
+                     "difference": f"{reproduced - reported:+.2f} points", "verdict": verdict(reported, reproduced),
+                     "epochs": f"{m['epochs']} of {recipe.training['epochs']}", "hours": f"{m['train_seconds'] / 3600:.2f}",
+                     "machine": ", ".join(x for x in (metrics.get("environment", {}).get("cpu"), info.get("precision")) if x),
+                     "ended": info.get("status", "")})
+    return rows

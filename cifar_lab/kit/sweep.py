@@ -283,6 +283,38 @@ def newest_summary(notebook: str) -> Path | None:
     return None
 
 
+def newest(notebook: str, path: str | Path | None = None, budget: dict | None = None) -> tuple["pd.DataFrame | None", str]:
+    """A notebook's sweep to draw: (its summary, one line naming it and its budget), or (None, why not).
+
+    `path` (a notebook's sweep_summary parameter) wins over the newest; a sweep is drawn only when it
+    recorded running with `budget` (e.g. {"epochs": 15}), so that it compares with the run above it.
+    """
+    found = Path(path) if path else newest_summary(notebook)
+    if found is None or not found.exists():
+        return None, f"No sweep of {notebook} yet: the command above makes one."
+    table, about = load_summary(found), describe_summary(found)
+    fixed = fixed_parameters(found)
+    if fixed is None and budget:  # an older sweep that recorded nothing: its budget is unknown
+        return None, f"Not drawn: {about} did not record its budget, so it may not compare with this run."
+    fixed = fixed or {}
+    other = {k: (fixed.get(k), v) for k, v in (budget or {}).items() if fixed.get(k, v) != v}  # unset: the default
+    if other:
+        return None, (f"Not drawn: {about} ran with " + ", ".join(f"{k}={a}" for k, (a, _) in other.items()) +
+                      ", not this run's " + ", ".join(f"{k}={b}" for k, (_, b) in other.items()) + ".")
+    quick = " WARNING: quick mode (synthetic data): its numbers say nothing about CIFAR-10." \
+        if table["quick"].astype(str).str.lower().eq("true").any() else ""
+    return table, f"Sweep {about}.{quick}"
+
+
+def styled(table: "pd.DataFrame"):
+    """A sweep summary as a notebook shows it: setting, model, seeds, mean and std in %, seconds."""
+    columns = [c for c in ("setting", "model", "n", "test_acc_mean", "test_acc_std", "train_seconds_mean")
+               if c in table and not (c == "setting" and not table[c].astype(str).str.len().any())]
+    return (table[columns].rename(columns={"n": "seeds", "test_acc_mean": "test accuracy", "test_acc_std": "± std",
+                                           "train_seconds_mean": "training s"})
+            .style.hide(axis="index").format({"test accuracy": "{:.2%}", "± std": "{:.2%}", "training s": "{:,.0f}"}))
+
+
 def _sweep_info(path: str | Path) -> tuple[Path, dict]:
     """A sweep's folder (given it or its summary.csv) and its sweep.json ({} when it has none)."""
     path = Path(path)
