@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 from .options import check, default
 
+# the rows of the (10, B) uniform draws each batch gets: brightness, contrast, saturation, hue; angle; erasing
+JITTER_DRAWS, ROTATION_DRAW, ERASING_DRAWS = slice(0, 4), 4, slice(5, 10)
+
 
 def draw_augmentation(n: int, crop_padding: int, cutout: int, size: int = 32,
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -195,14 +198,18 @@ class DeviceLoader:
         return (images.float() - self.mean) / self.std
 
     def _float_augment(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Colour jitter and rotation on 0..1 images, then normalisation, then erasing (torchvision's order)."""
+        """Colour jitter and rotation on 0..1 images, then normalisation, then erasing (torchvision's order).
+
+        `u` holds 10 uniform draws per image (10, B): the rows named below, so the draws never change meaning.
+        """
+        jitter_draws, angle_draws, erasing_draws = u[JITTER_DRAWS], u[ROTATION_DRAW], u[ERASING_DRAWS]
         x = x.float() / 255
         if any(self.jitter.values()):
-            x = color_jitter(x, u[0:4], **self.jitter)
+            x = color_jitter(x, jitter_draws, **self.jitter)
         if self.rotation > 0:
-            x = rotate(x, u[4], self.rotation)
+            x = rotate(x, angle_draws, self.rotation)
         x = (x * 255 - self.mean) / self.std
-        return erase(x, u[5:10], self.erasing, self.erasing_scale) if self.erasing > 0 else x
+        return erase(x, erasing_draws, self.erasing, self.erasing_scale) if self.erasing > 0 else x
 
     def __iter__(self):
         n = self.dataset_size

@@ -173,11 +173,12 @@ def _setup(model, data, opt, device, checkpoint_dir, progress, verbose) -> _Run:
                                 processes=world, model=describe_model(model), data=describe_data(data),
                                 environment=environment_info(), status="running"))
     out = check_output_dir(checkpoint_dir, "checkpoint_dir") if checkpoint_dir is not None and rank == 0 else None
-    return _Run(model, distributed.wrap(model, device), opt, device, precision, train_loader,
-                     data.loader("val", 500, **shard), nn.CrossEntropyLoss(label_smoothing=opt["label_smoothing"]),
-                     optimizer, scheduler, per_step, devices.autocast(device, precision),
-                     devices.grad_scaler(device, precision), averaged, history, out,
-                     progress and rank == 0, verbose and rank == 0)  # one process talks
+    return _Run(model=model, forward=distributed.wrap(model, device), opt=opt, device=device, precision=precision,
+                train_loader=train_loader, val_loader=data.loader("val", 500, **shard),
+                criterion=nn.CrossEntropyLoss(label_smoothing=opt["label_smoothing"]), optimizer=optimizer,
+                scheduler=scheduler, per_step=per_step, autocast=devices.autocast(device, precision),
+                scaler=devices.grad_scaler(device, precision), averaged=averaged, history=history, out=out,
+                progress=progress and rank == 0, verbose=verbose and rank == 0)  # one process talks
 
 
 def _resume(run: _Run, path: str | Path) -> int:
