@@ -111,6 +111,18 @@ class EvalResult:
         order = self.confidences[wrong].argsort(descending=True)
         return wrong[order][:k].tolist()
 
+    def calibration(self, bins: int = 10) -> tuple[float, list[tuple[float, float, int]]]:
+        """Expected calibration error and, per confidence bin, (mean confidence, accuracy, images).
+
+        A calibrated model is right on 90% of the images it gives 90% to; the error is the images-weighted
+        mean gap between confidence and accuracy over the bins.
+        """
+        right = (self.predictions == self.labels).float()
+        which = (self.confidences * bins).long().clamp(max=bins - 1)  # bin of each image, (N,)
+        table = [(self.confidences[which == b].mean().item(), right[which == b].mean().item(), int((which == b).sum()))
+                 for b in range(bins) if (which == b).any()]
+        return sum(n * abs(c - a) for c, a, n in table) / len(self.labels), table
+
     def summary(self) -> dict:
         """The metrics as plain numbers, ready for JSON."""
         return {"split": self.split, "accuracy": self.accuracy, "loss": self.loss, "n": len(self.labels),

@@ -83,3 +83,13 @@ def test_per_class_legend_never_covers_a_bar():
     two.canvas.draw()
     inside = two.axes[0].get_window_extent()
     assert legend.get_window_extent().x0 >= inside.x1  # right of the axes, clear of every bar
+
+
+def test_calibration_error_is_the_images_weighted_gap_between_confidence_and_accuracy():
+    import torch
+    from cifar_lab.evaluate import EvalResult
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])  # confident twice, unsure twice
+    result = EvalResult(probs.log(), torch.tensor([0, 1, 0, 0]), ["a", "b"])  # right 1 of 2, then 2 of 2
+    ece, bins = result.calibration(bins=10)
+    assert [(round(c, 2), a, n) for c, a, n in bins] == [(0.6, 1.0, 2), (0.9, 0.5, 2)]
+    assert abs(ece - (2 * 0.4 + 2 * 0.4) / 4) < 1e-6

@@ -91,6 +91,11 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
         assert (out / figure).stat().st_size > 0, figure
     for model in metrics["models"].values():
         assert 0 <= model["test_acc"] <= 1 and model["epochs"] == 1
+    if name == "01_mlp":  # capacity or overfitting: the unregularised MLP, measured clean, and a takeaway
+        assert list(metrics["models"]) == ["mlp", "mlp, unregularised"]
+        assert "**Takeaway.** Unregularised, the MLP reaches" in json.dumps(executed["cells"])
+    if name == "02_cnn":
+        assert "expected calibration error" in json.dumps(executed["cells"])
     if name == "04_resnet_comparison":
         assert list(metrics["models"]) == ["mlp", "cnn"]
     if name == "05_reference_recipes":

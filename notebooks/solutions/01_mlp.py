@@ -6,8 +6,8 @@
 answer_1 = 3072 * 1024 + 1024
 
 # %% exercise 2
-# Four times fewer weights, and after 2 epochs usually only a few points below the big MLP's accuracy at
-# 2 epochs: the MLP's limit is what it can represent, not its size.
+# 1,708,810 parameters against 3,679,754 (2.15 times fewer) and, after 2 epochs, usually only a few points below
+# the big MLP at 2 epochs: at this budget halving the width costs little.
 set_seed(seed)
 small = make_model("mlp", hidden="512,256", dropout=0.4)
 fit(small, data, **{**run.training, "epochs": 2}, progress=False, verbose=False)
