@@ -1,15 +1,14 @@
-"""The models of the course, from a 3-layer MLP to ResNet-18, and a registry to build them by name."""
+"""The models of the course, from a 3-layer MLP to FastNet (the residual nets: resnets.py), and a registry
+to build them by name."""
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
 
 import torch
 from torch import nn
 
-from .files import socket_timeout
 from .options import MODEL, check, check_value, default, did_you_mean
+from .resnets import ResNet18, plain20, plain56, resnet20, resnet56, torchvision_resnet18
 
 
 class MLP(nn.Module):
@@ -61,43 +60,6 @@ class CNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convs with a shortcut: the residual block of ResNet-18."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Identity()
-        if stride != 1 or c_in != c_out:  # match shape so the sum is defined
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-    """ResNet-18 in its CIFAR form: 3x3 stem, no max-pool, four stages of two basic blocks."""
-
-    def __init__(self, num_classes: int = 10, width: int = 64):  # channels of the first stage
-        super().__init__()
-        check_value("width", width, int, low=1)
-        self.stem = nn.Sequential(*conv_bn(3, width))
-        stages, c_in = [], width
-        for i, mult in enumerate((1, 2, 4, 8)):
-            stride = 1 if i == 0 else 2
-            stages += [BasicBlock(c_in, width * mult, stride), BasicBlock(width * mult, width * mult)]
-            c_in = width * mult
-        self.stages = nn.Sequential(*stages)  # (B, 8*width, 4, 4)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
 
 
 class Residual(nn.Module):
@@ -227,42 +189,9 @@ class FastNet(nn.Module):
         return self.net(self.whitening(x)) * self.head_scale
 
 
-RESNET18_STEMS = ("cifar", "imagenet")
-
-
-def torchvision_resnet18(num_classes: int = 10, pretrained: bool = False, stem: str = "cifar",
-                         timeout: float = 20.0) -> nn.Module:
-    """torchvision's resnet18 with a new fc layer, optionally starting from ImageNet weights.
-
-    stem="cifar" puts a 3x3 stride-1 conv and no max-pool in front (32x32 images keep their resolution;
-    a pretrained conv1 is replaced); stem="imagenet" keeps the 7x7 stride-2 conv and the max-pool.
-    """
-    from torchvision.models import ResNet18_Weights, resnet18
-
-    stem = check_value("stem", stem, str, choices=tuple(RESNET18_STEMS))
-    check_value("num_classes", num_classes, int, low=2)
-    if not pretrained:
-        model = resnet18()
-    else:
-        try:
-            # offline: fail in seconds, never hang; torch.hub prints its cache path to stdout (a report shows
-            # no machine's folders), its progress bar stays on stderr
-            with socket_timeout(timeout), contextlib.redirect_stdout(io.StringIO()):
-                model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)  # downloads, or reads the cached file
-        except Exception as e:
-            raise RuntimeError(
-                f"Could not get torchvision's pretrained resnet18 weights ({type(e).__name__}: {e}), so place "
-                f"resnet18-f37072fd.pth in $TORCH_HOME/hub/checkpoints (default ~/.cache/torch/hub/checkpoints, "
-                f"here {torch.hub.get_dir()}/checkpoints) or use pretrained=False.") from e
-    if stem == "cifar":
-        model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        model.maxpool = nn.Identity()
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
-
-
 MODELS = {"mlp": MLP, "cnn": CNN, "resnet18": ResNet18, "resnet9": ResNet9, "fastnet": FastNet,
-          "torchvision_resnet18": torchvision_resnet18}
+          "torchvision_resnet18": torchvision_resnet18,
+          "plain20": plain20, "resnet20": resnet20, "plain56": plain56, "resnet56": resnet56}
 
 
 def make_model(name: str, **kwargs) -> nn.Module:

@@ -40,6 +40,9 @@ RECIPES = {
     "resnet18": Recipe("resnet18", _CONV, source="notebook 04"),
     "torchvision_resnet18": Recipe("torchvision_resnet18", _CONV, source="notebook 04"),
 }
+_HE = dict(epochs=20, lr=0.1, weight_decay=1e-4, label_smoothing=0.0)  # He et al.'s SGD, lr and decay; crops, flips
+RECIPES.update({name: Recipe(name, _HE, source="notebook 04 (He et al. 2016)")
+                for name in ("plain20", "resnet20", "plain56", "resnet56")})
 
 
 

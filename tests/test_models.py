@@ -7,7 +7,7 @@ from cifar_lab import count_parameters, flops_per_image, make_model
 from cifar_lab.models import MODELS
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "resnet9", "torchvision_resnet18"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "resnet9", "torchvision_resnet18", "plain20", "resnet56"])
 def test_every_model_maps_a_batch_to_logits(name):
     model = make_model(name).eval()
     logits = model(torch.randn(2, 3, 32, 32))
@@ -62,3 +62,22 @@ def test_pretrained_weights_offline_give_a_clear_error(monkeypatch):
     monkeypatch.setattr("torchvision.models.resnet18", offline)
     with pytest.raises(RuntimeError, match="pretrained resnet18 weights.*pretrained=False"):
         make_model("torchvision_resnet18", pretrained=True)
+
+
+def test_he_et_als_cifar_nets_have_the_papers_sizes_and_plain_differs_only_by_its_shortcuts():
+    """ResNet-20 and -56 hold 0.27M and 0.85M parameters (He et al. 2016, Table 6); a plain net is the same
+    network without the identity shortcuts, so the two differ in what they compute, not in their weights."""
+    assert count_parameters(make_model("resnet20")) == count_parameters(make_model("plain20")) == 269_722
+    assert count_parameters(make_model("resnet56")) == 853_018
+    torch.manual_seed(0)
+    residual = make_model("resnet20").eval()
+    plain = make_model("plain20").eval()
+    plain.load_state_dict(residual.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(residual(x), plain(x))
+
+
+def test_a_cifar_resnet_depth_must_be_6n_plus_2():
+    from cifar_lab.resnets import CifarResNet
+    with pytest.raises(ValueError, match="depth must be 6n\\+2"):
+        CifarResNet(depth=21)
