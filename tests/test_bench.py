@@ -29,3 +29,27 @@ def test_time_to_accuracy_from_the_command_line(tmp_path, capsys):
     assert "fast recipe: reached 1.0% validation accuracy at epoch 1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--target", "90"])  # a percentage, not a fraction: refused
+
+
+@pytest.mark.slow
+def test_versus_airbench_trains_both_on_the_same_images_and_reports_their_ratios(tmp_path, fake_root):
+    pytest.importorskip("airbench")
+    assert bench.main(["--versus", "airbench", "--quick", "--data-dir", str(fake_root), "--seeds", "0",
+                       "--output-dir", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["implementation"] for r in result["runs"]] == ["airbench94", "cifar_lab fast recipe"]
+    assert result["precision"] == "fp32" and result["quick"] is True
+    airbench_run, kit_run = result["runs"]
+    assert airbench_run["train_images"] == 1_000 and kit_run["train_images"] == 999  # one held out for validation
+    assert airbench_run["test_acc"] > 0.3  # it learns on the CPU (under bf16 autocast it stayed at chance)
+    assert result["speed_ratio"] > 0 and 0 < result["accuracy_ratio"]
+
+
+def test_the_cpu_shims_restore_everything_they_change():
+    import torch
+    pytest.importorskip("airbench")
+    from cifar_lab.kit import versus
+    before = (torch.cuda.Event, torch.Tensor.half, torch.nn.Module.cuda, torch.nn.BatchNorm2d.forward)
+    with versus.cpu_shims("fp32"):
+        assert torch.zeros(2).half().dtype == torch.float32 and torch.zeros(2).cuda().device.type == "cpu"
+    assert (torch.cuda.Event, torch.Tensor.half, torch.nn.Module.cuda, torch.nn.BatchNorm2d.forward) == before

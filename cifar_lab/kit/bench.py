@@ -235,7 +235,16 @@ def main(argv=None) -> int:
                         help="also measure time-to-accuracy: seconds and FLOPs to this validation accuracy (0..1)")
     parser.add_argument("--cnn-epochs", type=int, default=20, help="time-to-accuracy: most epochs of the 02 CNN")
     parser.add_argument("--fast-epochs", type=float, default=10.0, help="time-to-accuracy: the fast recipe's epochs")
+    parser.add_argument("--versus", choices=["airbench"], help="train airbench94's own code beside the fast recipe "
+                        "(pip install -e '.[bench]'), interleaved over --seeds")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--versus: the seeds of each")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="--versus: both train in this precision (default fp32: see cifar_lab/kit/versus.py)")
+    parser.add_argument("--output-dir", default=None, help="--versus: results folder, new or empty "
+                        "(default runs/versus_airbench_DATE-TIME)")
     args = parser.parse_args(argv)
+    if args.versus:
+        return _versus(args, parser)
     if args.target is not None and not 0 < args.target <= 1:
         parser.error(f"--target must be a validation accuracy in (0, 1], like 0.9, got {args.target}")
     kwargs = dict(pipeline_steps=3, train_steps=2, rounds=1) if args.quick else dict(rounds=args.rounds)
@@ -252,6 +261,31 @@ def main(argv=None) -> int:
                   f" after {r['seconds']:.0f} s and {r['flops'] / 1e15:.3f} PFLOPs")
     if args.json:
         print(f"wrote {save_json(result, args.json)}")
+    return 0
+
+
+def _versus(args, parser) -> int:
+    """`cifar-lab bench --versus airbench`: both implementations into a folder of their own."""
+    import importlib.util
+    from . import runs, versus
+
+    if importlib.util.find_spec("airbench") is None:
+        parser.error("airbench is not installed: pip install -e '.[bench]' (or pip install airbench)")
+    folder = Path(args.output_dir) if args.output_dir else runs.new_folder("runs", "versus_airbench")
+    try:
+        runs.claim(folder, {"seeds": args.seeds, "quick": args.quick, "data_dir": args.data_dir}, "bench", hold=False)
+    except ValueError as e:
+        parser.error(str(e))
+    result = versus.versus(args.data_dir, folder / "airbench_data", args.seeds, args.precision, quick=args.quick)
+    result["environment"] = environment_info()
+    save_json(result, folder / "results.json")
+    runs.finish(folder, "finished")
+    for name, s in result["summary"].items():
+        spread = f" ± {s['test_acc_std']:.2%}" if s["test_acc_std"] is not None else " (one seed)"
+        print(f"{name}: {s['test_acc_mean']:.2%}{spread} (n = {s['n']}), {s['seconds_mean']:,.0f} s, "
+              f"{s['pflops']:.3f} PFLOPs")
+    print(f"ratios, kit over airbench: accuracy {result['accuracy_ratio']:.4f}, speed {result['speed_ratio']:.2f}; "
+          f"results in {folder / 'results.json'}")
     return 0
 
 
