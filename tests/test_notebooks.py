@@ -20,7 +20,8 @@ PROMISED = {
     "02_cnn": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "predictions.png",
                "misclassified.png", "cnn_vs_mlp.png", "augmented.png"],
     "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "sweep_summary.png"],
-    "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png"],
+    "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png",
+                             "plain_vs_residual.png"],
     "05_reference_recipes": ["reruns.png", "reruns.csv"],
     "06_fast_training": ["ablation.png", "ablation.csv", "learning_curves.png", "accuracy_vs_time.png",
                          "confusion_matrix.png", "misclassified.png"],
@@ -96,8 +97,9 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
         assert "**Takeaway.** Unregularised, the MLP reaches" in json.dumps(executed["cells"])
     if name == "02_cnn":
         assert "expected calibration error" in json.dumps(executed["cells"])
-    if name == "04_resnet_comparison":
-        assert list(metrics["models"]) == ["mlp", "cnn"]
+    if name == "04_resnet_comparison":  # the asked models, then the plain and residual nets at two depths
+        assert list(metrics["models"]) == ["mlp", "cnn", "plain20", "plain56", "resnet20", "resnet56"]
+        assert "Without shortcuts the 56-layer net ends at training loss" in json.dumps(executed["cells"])
     if name == "05_reference_recipes":
         assert list(metrics["models"]) == ["000", "002_mlp", "004a"]
         assert metrics["models"]["004a"]["parameters"] == 5_295_242 and metrics["models"]["000"]["reported"] == "86.20%"

@@ -52,6 +52,8 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
                             optional=True),
     "fast_epochs": Option(3.0, "epochs of the fast recipe's main run (10: the full recipe)", float, low=0.0,
                           high=100.0, open_low=True),
+    "depth_epochs": Option(5, "epochs of each plain and residual net of notebook 04's depth experiment (0: skip it)",
+                           int, low=0, high=200),
     "ablation": Option(True, "measure what each method of the fast recipe adds, one short run per step", bool),
     "ablation_epochs": Option(2.0, "epochs of each ablation run", float, low=0.0, high=100.0, open_low=True),
     "ablation_size": Option(5_000, "training images of each ablation run (None: all)", int, low=100,
@@ -207,11 +209,12 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
     quick = quick_mode(params.get("quick", False))
     if quick:
         params["epochs"] = min(params.get("epochs", QUICK_EPOCHS), QUICK_EPOCHS)
-        for name in ("fast_epochs", "ablation_epochs"):  # notebook 06's
+        for name in ("fast_epochs", "ablation_epochs", "depth_epochs"):  # notebook 06's and 04's
             if name in params:
                 params[name] = min(params[name], QUICK_EPOCHS)
         if "__name__" in namespace:  # a notebook's globals: its variables are the values it runs with
-            namespace.update({k: params[k] for k in ("epochs", "fast_epochs", "ablation_epochs") if k in namespace})
+            namespace.update({k: params[k] for k in ("epochs", "fast_epochs", "ablation_epochs", "depth_epochs")
+                              if k in namespace})
     training = training_options(get_recipe(recipe), **_training(params)) if recipe else \
         {**defaults(TRAINING), **_training(params)}
     output_dir = _output_folder(notebook, params, quick, training, resume) if claim else None
