@@ -78,10 +78,10 @@ def reproductions_table(reports: Path = ROOT / "reports") -> str:
     from .reference import JPEG_COST, SEED_STD, TOLERANCE, reproductions
 
     rows = reproductions(reports)
-    lines = ["| recipe | reported | reproduced | difference | verdict | epochs run | training h | machine |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | reported | reproduced | difference | verdict | likeliest reason | epochs run | training h | "
+             "machine |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['recipe']} | {r['reported']} | {r['reproduced']} | {r['difference']} | {r['verdict']} | "
-              f"{r['epochs']} | {r['hours']} | {r['machine']} |" for r in rows]
+              f"{r['likeliest reason']} | {r['epochs']} | {r['hours']} | {r['machine']} |" for r in rows]
     rule = (f"\"reproduced\": within {TOLERANCE:.2f} points of the report, what the JPEG-q75 copy ({JPEG_COST} points for "
             f"one fresh pass) and seed noise (2 x {SEED_STD}, recipe 002's 10-seed std) explain. One seed each, on "
             "CIFAR-10 (JPEG-q75 copy); each run's command, CPU and time are in reports/recipes/ID/RUN.md. "
