@@ -133,3 +133,11 @@ def test_a_reproduction_is_judged_by_what_the_copy_and_seed_noise_explain():
     assert reported_accuracy(REFERENCE["002"]) == 81.0 and reported_accuracy(REFERENCE["004a"]) == 75.36
     assert verdict(81.0, 81.0 - TOLERANCE + 0.01) == "reproduced"
     assert verdict(81.0, 78.29) == "below" and verdict(56.54, 60.0) == "above"
+
+
+def test_the_results_page_shows_every_committed_rerun_with_its_verdict():
+    from cifar_lab.kit import report
+    page = report._reproductions_section(ROOT / "reports")
+    for folder in (ROOT / "reports" / "recipes").glob("*/metrics.json"):
+        assert f"<td>{folder.parent.name}</td>" in page
+    assert page.count("<tr>") == 1 + len(list((ROOT / "reports" / "recipes").glob("*/metrics.json")))

@@ -195,6 +195,21 @@ def _sweep_section(reports: Path) -> str:
     return "<h2>Sweeps</h2>" + "".join(parts) if parts else ""
 
 
+def _reproductions_section(reports: Path) -> str:
+    """The reference reports' accuracies against the committed full-budget reruns, with a verdict each."""
+    from .reference import TOLERANCE, reproductions
+
+    rows = reproductions(reports)
+    if not rows:
+        return ""
+    heads = ["recipe", "reported", "reproduced", "difference", "verdict", "likeliest reason", "epochs", "hours", "machine"]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[h]))}</td>" for h in heads) + "</tr>" for r in rows)
+    return (f"<h2>The reference reports, rerun at their own budgets</h2><p>One seed each (reports/recipes/); "
+            f"reproduced: within {TOLERANCE:.2f} points, what the JPEG copy and seed noise explain.</p>"
+            "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>" +
+            "".join(f"<th>{h}</th>" for h in heads) + f"</tr>{body}</table>")
+
+
 def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
     """reports/index.html: per notebook a link to its report and its results (epochs, seeds, mean ± std), the
     sweeps, a chart, and the data caveat."""
@@ -224,7 +239,7 @@ def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
               "of one notebook, or at equal epochs. One seed unless the seeds column says more.</p>")
     page = (f"<html><head><meta charset='utf-8'><title>cifar_lab reports</title></head>"
             f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>CIFAR-10 course: results</h1>"
-            f"{warn}{quick}{caveat}{sections}{_sweep_section(reports)}"
+            f"{warn}{quick}{caveat}{sections}{_reproductions_section(reports)}{_sweep_section(reports)}"
             f"<h2>All models</h2><p><img src='summary.png' style='max-width:100%'></p></body></html>")
     return atomic_write(reports / "index.html", lambda f: f.write(page), mode="w")
 
