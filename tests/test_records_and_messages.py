@@ -180,3 +180,36 @@ def test_a_malformed_sweep_summary_does_not_stop_the_report_index(tmp_path):
     (tmp_path / "sweep_x" / "summary.csv").write_text("a,b\n1,2\n")
     page = report._sweep_section(tmp_path)
     assert "summary.csv cannot be read" in page and "sweep_x" in page
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_write_then_stops(tmp_path):
+    """Ctrl-C while last.pt is written broke torch.save in C++ ("enforce fail"); now it lands after the write."""
+    import os
+    import signal
+    import torch
+    from cifar_lab.files import atomic_write
+
+    def write(f):
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C mid-write
+        torch.save({"weights": torch.ones(1000)}, f)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "last.pt", write)
+    assert torch.load(tmp_path / "last.pt")["weights"].sum() == 1000  # whole and readable
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_report_that_cannot_copy_its_failure_names_the_folder_that_holds_it(tmp_path, monkeypatch, capsys):
+    """A full disk during `report`: the executed copy and log stay in the staging folder, and the message says so."""
+    import shutil
+    from cifar_lab.kit import notebooks
+
+    def failing_execute(source, executed, params, log, show=print, env=None):
+        log.write_text("boom\n")
+        return 1
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(notebooks, "execute", failing_execute)
+    monkeypatch.setattr(shutil, "copy", full_disk)
+    report.main(["--only", "00_data_analysis", "--reports", str(tmp_path / "reports")])
+    printed = capsys.readouterr().out
+    assert "FAILED" in printed and ".staging" in printed and str(tmp_path / "reports" / "failed") not in printed
