@@ -213,3 +213,20 @@ def test_a_report_that_cannot_copy_its_failure_names_the_folder_that_holds_it(tm
     report.main(["--only", "00_data_analysis", "--reports", str(tmp_path / "reports")])
     printed = capsys.readouterr().out
     assert "FAILED" in printed and ".staging" in printed and str(tmp_path / "reports" / "failed") not in printed
+
+
+def test_a_second_sweep_into_a_folder_where_one_is_running_is_refused_and_touches_nothing(tmp_path, quick, capsys):
+    import socket
+    import subprocess
+    import sys
+    out = tmp_path / "sweep"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))  # the first sweep
+        with pytest.raises(SystemExit):
+            sweep.main(["--grid", "seed", "0", "-p", "model", "mlp", "-p", "hidden", "16,16", "--output-dir", str(out)])
+    finally:
+        holder.kill()
+    assert "another sweep is running there" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == [".lock"]  # no record rewritten, no summary written

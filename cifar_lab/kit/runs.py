@@ -89,6 +89,16 @@ def holds_results(folder: Path, record: dict | None = None) -> bool:
     return (record or {}).get("status") == "finished" or any(p.is_file() or any(p.iterdir()) for p in made)
 
 
+@contextlib.contextmanager
+def held(folder: Path):
+    """`folder` locked for this process while the block runs; a live process's lock there is a RunFolderError."""
+    _lock(folder)
+    try:
+        yield folder
+    finally:
+        _unlock(folder)
+
+
 def finish(folder: str | Path, status: str, **extra: Any) -> None:
     """Record how the run ended ('finished', 'interrupted', 'failed: ...') and let the folder go."""
     folder = Path(folder)

@@ -389,15 +389,19 @@ def main(argv: list[str] | None = None) -> int:
         same_sweep(out, notebook.stem if notebook else None, grid, fixed)
     except ValueError as e:
         p.error(str(e))
-    runs = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
+    planned = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
     try:
-        records = run_sweep(runs, grid, out, notebook, jobs)
-    except KeyboardInterrupt:
-        print("Interrupted: finished runs are kept; run the same command again to finish the others "
-              "(interrupted training runs resume from their checkpoints)")
-        write_summary(out)
-        return 130
-    table = write_summary(out)
+        with runs.held(out):  # one sweep at a time in a folder: a second one never touches the first's records
+            try:
+                records = run_sweep(planned, grid, out, notebook, jobs)
+            except KeyboardInterrupt:
+                print("Interrupted: finished runs are kept; run the same command again to finish the others "
+                      "(interrupted training runs resume from their checkpoints)")
+                write_summary(out)
+                return 130
+            table = write_summary(out)
+    except runs.RunFolderError as e:
+        p.error(f"another sweep is running there: {e}")
     failed = [r for r in records if r["status"] == "failed"]
     if not table.empty:
         import pandas as pd
