@@ -34,12 +34,15 @@ def _ctrl_c_after():
         return
     caught = []
     previous = signal.signal(signal.SIGINT, lambda *args: caught.append(args))
+    previous = signal.SIG_DFL if previous is None else previous  # None: a handler set outside Python
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught and callable(previous):
             previous(*caught[0])
+        elif caught and previous is not signal.SIG_IGN:
+            signal.raise_signal(signal.SIGINT)  # the default action, now that the file is whole
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> Path:

@@ -23,7 +23,7 @@ _FOLDER: Path | None = None  # where figures go by default (None: nowhere)
 def save_figures_to(folder: str | Path | None) -> None:
     """From now on save every figure into `folder` (None: only where `save=` says)."""
     global _FOLDER
-    _FOLDER = Path(folder) if folder is not None else None
+    _FOLDER = Path(folder).resolve() if folder is not None else None  # a later chdir does not move it
 
 
 def _target(save: str | Path | None, name: str) -> Path | None:

@@ -11,6 +11,14 @@ from cifar_lab.kit.fake import make_fake_cifar10
 torch.set_num_threads(min(torch.get_num_threads(), 2))
 
 
+@pytest.fixture(autouse=True)
+def no_default_figure_folder():
+    """A test that started a notebook run leaves no figure folder behind for the next one."""
+    from cifar_lab import plots
+    yield
+    plots.save_figures_to(None)
+
+
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory):
     """A folder holding a small synthetic cifar-10-batches-py (1,000 train + 200 test images)."""

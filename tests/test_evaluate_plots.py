@@ -93,3 +93,21 @@ def test_calibration_error_is_the_images_weighted_gap_between_confidence_and_acc
     ece, bins = result.calibration(bins=10)
     assert [(round(c, 2), a, n) for c, a, n in bins] == [(0.6, 1.0, 2), (0.9, 0.5, 2)]
     assert abs(ece - (2 * 0.4 + 2 * 0.4) / 4) < 1e-6
+
+
+def test_figures_go_into_the_run_folder_by_their_own_name_and_nowhere_without_one(tmp_path, monkeypatch):
+    h = History(epoch=[1], train_loss=[2.0], train_acc=[.3], val_loss=[2.1], val_acc=[.3], lr=[.1], seconds=[1])
+    r = known_result()
+    monkeypatch.chdir(tmp_path)
+    plots.save_figures_to("run")  # relative, as a notebook's default folder is
+    monkeypatch.chdir("/")  # a later chdir does not move the folder
+    for fig in (plots.learning_curves(h), plots.confusion_matrix(r), plots.confusion_matrix(r, normalize=False),
+                plots.per_class_accuracy({"m": r}, save="mine.png")):
+        plots.plt.close(fig)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "confusion_matrix.png", "confusion_matrix_counts.png", "learning_curves.png", "mine.png"]
+    fig, ax = plots.plt.subplots()
+    plots.per_class_accuracy({"m": r}, ax=ax)  # drawn into the caller's axes: the caller saves the figure
+    plots.save_figures_to(None)
+    plots.plt.close(plots.learning_curves(h))
+    assert len(list((tmp_path / "run").iterdir())) == 4

@@ -228,5 +228,6 @@ def test_a_second_sweep_into_a_folder_where_one_is_running_is_refused_and_touche
             sweep.main(["--grid", "seed", "0", "-p", "model", "mlp", "-p", "hidden", "16,16", "--output-dir", str(out)])
     finally:
         holder.kill()
+        holder.wait()
     assert "another sweep is running there" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == [".lock"]  # no record rewritten, no summary written

@@ -245,6 +245,9 @@ def _training(params: dict) -> dict:
     return {k: v for k, v in params.items() if k in TRAINING}
 
 
+_ENDS: list = []  # the (post_run_cell, atexit) pair of this kernel's current run
+
+
 def _record_the_end(folder: Path) -> None:
     """run.json says how a notebook's run ended, however it was run (papermill, nbconvert, Run All, by hand).
 
@@ -258,23 +261,27 @@ def _record_the_end(folder: Path) -> None:
     shell = get_ipython()
     if shell is None:
         return
+    if _ENDS:  # the start cell run again: only the newest run folder follows the notebook from now on
+        shell.events.unregister("post_run_cell", _ENDS[0][0])
+        atexit.unregister(_ENDS[0][1])
+        _ENDS.clear()
     last = {"ok": True}
 
     def after_cell(result) -> None:
         error = result.error_in_exec
         last["ok"] = error is None
-        if error is not None:
+        if error is not None and folder.exists():
             runs.finish(folder, "interrupted" if isinstance(error, KeyboardInterrupt) else
                         f"failed: {type(error).__name__}: {error}")
 
     def at_exit() -> None:
-        if last["ok"] and (folder / "metrics.json").exists():
-            runs.finish(folder, "finished")
-        elif last["ok"]:
-            runs.finish(folder, "ended before its results were saved")
+        if last["ok"] and folder.exists():
+            runs.finish(folder, "finished" if (folder / "metrics.json").exists() else
+                        "ended before its results were saved")
 
     shell.events.register("post_run_cell", after_cell)
     atexit.register(at_exit)
+    _ENDS.append((after_cell, at_exit))
 
 
 def _output_folder(notebook: str, params: dict, quick: bool, training: dict, resume: bool) -> Path:

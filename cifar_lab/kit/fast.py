@@ -32,17 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         print(run.banner, flush=True)
         if run.quick:
             options["epochs"] = min(options.get("epochs", FAST["epochs"].default), 1)
-        try:
+        try:  # whatever fails (training, testing, a full disk), the folder's record says how it ended
             model, history = train_fast(run.data, device=args.device, progress=False, **options)
+            tta = fast_options(**options)["tta"]
+            result = evaluate(model, run.data, "test", tta=tta)
+            pflops = (history.info["flops"] + tta_flops(history, len(run.data.test_labels), tta)) / 1e15
+            history.save(run.path("history.csv"))
+            plots.plt.close(plots.learning_curves(history, save=run.path("learning_curves.png")))
+            run.record("fast", model, history, result, tta=tta, pflops=pflops, fast_options=history.info["params"])
         except BaseException as e:
             runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
             raise
-        tta = fast_options(**options)["tta"]
-        result = evaluate(model, run.data, "test", tta=tta)
-        pflops = (history.info["flops"] + tta_flops(history, len(run.data.test_labels), tta)) / 1e15
-        history.save(run.path("history.csv"))
-        plots.plt.close(plots.learning_curves(history, save=run.path("learning_curves.png")))
-        run.record("fast", model, history, result, tta=tta, pflops=pflops, fast_options=history.info["params"])
         runs.finish(run.output_dir, "finished")
     except (ValueError, OSError, CifarDataError) as e:
         raise SystemExit(f"error: {e}") from None

@@ -385,13 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
 
-    try:
-        same_sweep(out, notebook.stem if notebook else None, grid, fixed)
-    except ValueError as e:
-        p.error(str(e))
     planned = {run_name(params, grid): params for params in expand_grid(grid, fixed)}
     try:
         with runs.held(out):  # one sweep at a time in a folder: a second one never touches the first's records
+            same_sweep(out, notebook.stem if notebook else None, grid, fixed)
             try:
                 records = run_sweep(planned, grid, out, notebook, jobs)
             except KeyboardInterrupt:
@@ -402,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
             table = write_summary(out)
     except runs.RunFolderError as e:
         p.error(f"another sweep is running there: {e}")
+    except ValueError as e:  # another sweep's folder
+        p.error(str(e))
     failed = [r for r in records if r["status"] == "failed"]
     if not table.empty:
         import pandas as pd

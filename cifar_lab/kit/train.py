@@ -64,44 +64,50 @@ def run_training(args: argparse.Namespace) -> dict:
         distributed.barrier()  # each machine's first rank loads (downloads) the data alone
     run = course.start(notebook, {**fit_kw, **model_options, **run_params}, args.model, resume=args.resume,
                        claim=distributed.is_main())
-    if distributed.local_rank() == 0:
-        distributed.barrier()
-    run.output_dir = distributed.broadcast_object(run.output_dir)  # rank 0 named the folder
-    if distributed.is_main():
-        print(run.banner, flush=True)
-    fit_kw = {k: run.params[k] for k in TRAINING}  # quick mode caps epochs
-    model = build_model(recipe, run.data, **model_options)
-    last = run.path("checkpoints") / "last.pt"
     try:
-        history = fit(model, run.data, **fit_kw, checkpoint_dir=run.path("checkpoints"), device=args.device,
-                      resume=last if args.resume else None,
-                      progress=sys.stderr.isatty())  # a bar on a terminal; one line per epoch in a log
-    except BaseException as e:  # the folder stays an unfinished run, to continue with --resume
+        if distributed.local_rank() == 0:
+            distributed.barrier()
+        run.output_dir = distributed.broadcast_object(run.output_dir)  # rank 0 named the folder
         if distributed.is_main():
-            runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
-            if last.exists() and not isinstance(e, ValueError):  # a ValueError (bad checkpoint) says itself
-                print(f"Not finished: to continue, run the same command with --resume --output-dir {run.output_dir}")
-        raise
+            print(run.banner, flush=True)
+        fit_kw = {k: run.params[k] for k in TRAINING}  # quick mode caps epochs
+        model = build_model(recipe, run.data, **model_options)
+        last = run.path("checkpoints") / "last.pt"
+        try:
+            history = fit(model, run.data, **fit_kw, checkpoint_dir=run.path("checkpoints"), device=args.device,
+                          resume=last if args.resume else None,
+                          progress=sys.stderr.isatty())  # a bar on a terminal; one line per epoch in a log
+        except BaseException as e:  # the folder stays an unfinished run, to continue with --resume
+            if distributed.is_main():
+                runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
+                if last.exists() and not isinstance(e, ValueError):  # a ValueError (bad checkpoint) says itself
+                    print(f"Not finished: to continue, run the same command with --resume --output-dir {run.output_dir}")
+            raise
 
-    # every rank tests (they hold one model, so they must agree); rank 0 writes
-    tta = run.params.get("tta")
-    tta = recipe.tta if tta is None else tta
-    result = evaluate(model, run.data, "test", tta=tta)
-    by_rank = distributed.all_gather_object(result.accuracy)
-    if not distributed.is_main():
-        return {}
-    history.save(run.path("history.csv"))
-    for fig in (plots.learning_curves(history, save=run.path("learning_curves.png")),
-                plots.confusion_matrix(result, save=run.path("confusion_matrix.png"))):
-        plots.plt.close(fig)  # saved; a command line shows no window
-    metrics = run.record(args.model, model, history, result, tta=tta, processes=distributed.world_size(),
-                         test_acc_by_rank=by_rank, model_options=model_options, fit_options=fit_kw)
-    runs.finish(run.output_dir, "finished")
-    if len(set(by_rank)) > 1:
-        print(f"WARNING: the processes disagree on the test accuracy ({by_rank}); please report this")
-    print(f"test accuracy {result.accuracy:.2%} after {len(history)} epochs "
-          f"({metrics['train_seconds']:.0f} s training); results in {run.output_dir}", flush=True)
-    return metrics
+        # every rank tests (they hold one model, so they must agree); rank 0 writes
+        tta = run.params.get("tta")
+        tta = recipe.tta if tta is None else tta
+        result = evaluate(model, run.data, "test", tta=tta)
+        by_rank = distributed.all_gather_object(result.accuracy)
+        if not distributed.is_main():
+            return {}
+        history.save(run.path("history.csv"))
+        for fig in (plots.learning_curves(history, save=run.path("learning_curves.png")),
+                    plots.confusion_matrix(result, save=run.path("confusion_matrix.png"))):
+            plots.plt.close(fig)  # saved; a command line shows no window
+        metrics = run.record(args.model, model, history, result, tta=tta, processes=distributed.world_size(),
+                             test_acc_by_rank=by_rank, model_options=model_options, fit_options=fit_kw)
+        runs.finish(run.output_dir, "finished")
+        if len(set(by_rank)) > 1:
+            print(f"WARNING: the processes disagree on the test accuracy ({by_rank}); please report this")
+        print(f"test accuracy {result.accuracy:.2%} after {len(history)} epochs "
+              f"({metrics['train_seconds']:.0f} s training); results in {run.output_dir}", flush=True)
+        return metrics
+    except BaseException as e:  # whatever failed (a model's weights, a full disk...), the record says so
+        if distributed.is_main() and run.output_dir is not None and \
+                (runs.read(run.output_dir) or {}).get("status") == "running":
+            runs.finish(run.output_dir, "interrupted" if isinstance(e, KeyboardInterrupt) else f"failed: {e}")
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

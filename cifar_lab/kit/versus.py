@@ -14,6 +14,7 @@ its training changes.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from pathlib import Path
@@ -63,32 +64,34 @@ def cpu_shims(precision: str = "fp32"):
     import airbench.utils as utils
 
     saved = [(torch.cuda, "Event"), (torch.cuda, "synchronize"), (torch.Tensor, "cuda"), (torch.nn.Module, "cuda"),
-             (torch.Tensor, "half"), (torch.nn.Module, "half")]
+             (torch.Tensor, "half"), (torch.nn.Module, "half"), (torch.nn.BatchNorm2d, "forward"),
+             (utils, "init_whitening_conv")]
     saved = [(obj, name, getattr(obj, name)) for obj, name in saved]
-    defaults, whiten = utils.CifarLoader.__init__.__defaults__, utils.init_whitening_conv
-    torch.cuda.Event, torch.cuda.synchronize = _CpuEvent, lambda *a, **k: None
+    defaults, whiten, batchnorm = utils.CifarLoader.__init__.__defaults__, utils.init_whitening_conv, \
+        torch.nn.BatchNorm2d.forward
+    if inspect.signature(utils.CifarLoader.__init__).parameters.get("gpu") is None or defaults is None:
+        raise RuntimeError("this airbench's CifarLoader has no gpu= default to point at the CPU; airbench 0.1.8 has")
 
     def whiten_in_fp32(*args, **kwargs):  # its patch covariance and eigh, as on the GPU: never under autocast
         with torch.autocast("cpu", enabled=False):
             return whiten(*args, **kwargs)
-    utils.init_whitening_conv = whiten_in_fp32
-    batchnorm = torch.nn.BatchNorm2d.forward
 
     def batchnorm_in_fp32(self, x):  # CUDA's autocast keeps batch norm in fp32; the CPU's would not
         with torch.autocast("cpu", enabled=False):
             return batchnorm(self, x.float())
-    torch.nn.BatchNorm2d.forward = batchnorm_in_fp32
-    torch.Tensor.cuda = torch.nn.Module.cuda = lambda self, *a, **k: self
-    torch.Tensor.half = torch.nn.Module.half = lambda self, *a, **k: self.float()  # precision: autocast below
-    utils.CifarLoader.__init__.__defaults__ = defaults[:-1] + ("cpu",)  # gpu=0 would mean cuda:0
+
     try:
+        torch.cuda.Event, torch.cuda.synchronize = _CpuEvent, lambda *a, **k: None
+        torch.Tensor.cuda = torch.nn.Module.cuda = lambda self, *a, **k: self
+        torch.Tensor.half = torch.nn.Module.half = lambda self, *a, **k: self.float()  # precision: autocast below
+        utils.init_whitening_conv, torch.nn.BatchNorm2d.forward = whiten_in_fp32, batchnorm_in_fp32
+        utils.CifarLoader.__init__.__defaults__ = defaults[:-1] + ("cpu",)  # gpu=0 would mean cuda:0
         with devices.autocast(torch.device("cpu"), precision):
             yield
     finally:
         for obj, name, value in saved:
             setattr(obj, name, value)
-        utils.CifarLoader.__init__.__defaults__, utils.init_whitening_conv = defaults, whiten
-        torch.nn.BatchNorm2d.forward = batchnorm
+        utils.CifarLoader.__init__.__defaults__ = defaults
 
 
 def airbench_run(folder: Path, seed: int, precision: str, epochs: float | None = None,
@@ -137,8 +140,8 @@ def kit_run(data_dir: str | Path | None, seed: int, precision: str, epochs: floa
     data = load_cifar10(data_dir, val_size=1, seed=seed, download=False)
     options = fast_options(seed=seed, **({"epochs": epochs} if epochs else {}), **({"batch_size": 100} if quick else {}))
     started = time.perf_counter()
-    with cpu_precision(precision):
-        model, history = train_fast(data, progress=False, verbose=False, **options)
+    with cpu_precision(precision):  # on the CPU, as airbench's shimmed code: the same machine for both
+        model, history = train_fast(data, device="cpu", progress=False, verbose=False, **options)
     seconds = time.perf_counter() - started
     result = evaluate(model, data, "test", tta=options["tta"])
     flops = history.info["flops"] + tta_flops(history, len(data.test_labels), options["tta"])
