@@ -12,9 +12,9 @@ import pytest
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     """Quick mode for the notebooks' kernels only; the library's tests see the environment as it was."""
-    before = os.environ.get("CIFAR_LAB_QUICK")
-    if item.path.suffix == ".ipynb":
+    notebook, before = item.path.suffix == ".ipynb", os.environ.get("CIFAR_LAB_QUICK")
+    if notebook:
         os.environ.setdefault("CIFAR_LAB_QUICK", "1")  # the kernel starts in this setup and inherits it
     yield
-    if before is None:
+    if notebook and before is None:  # (a test's own monkeypatch.setenv happens inside the yield: left alone)
         os.environ.pop("CIFAR_LAB_QUICK", None)
