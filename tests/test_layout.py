@@ -141,3 +141,8 @@ def test_the_results_page_shows_every_committed_rerun_with_its_verdict():
     for folder in (ROOT / "reports" / "recipes").glob("*/metrics.json"):
         assert f"<td>{folder.parent.name}</td>" in page
     assert page.count("<tr>") == 1 + len(list((ROOT / "reports" / "recipes").glob("*/metrics.json")))
+
+
+def test_the_ddp_docs_say_what_torchrun_needs_of_nproc_per_node():
+    """torchrun's own traceback for --nproc_per_node=0 or abc is outside the kit: the docs say it in a line."""
+    assert "`torchrun --nproc_per_node` needs a positive integer" in (ROOT / "docs" / "devices.md").read_text()
