@@ -43,6 +43,23 @@ def test_versus_airbench_trains_both_on_the_same_images_and_reports_their_ratios
     assert airbench_run["train_images"] == 1_000 and kit_run["train_images"] == 999  # one held out for validation
     assert airbench_run["test_acc"] > 0.3  # it learns on the CPU (under bf16 autocast it stayed at chance)
     assert result["speed_ratio"] > 0 and 0 < result["accuracy_ratio"]
+    assert not list((tmp_path / "out").rglob("*.pt"))  # airbench's data copy lived in a temporary folder
+
+
+@pytest.mark.slow
+def test_an_interrupted_comparison_keeps_the_runs_it_finished(tmp_path, fake_root, monkeypatch):
+    pytest.importorskip("airbench")
+    from cifar_lab.kit import versus
+
+    def kit_fails(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(versus, "kit_run", kit_fails)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--versus", "airbench", "--quick", "--data-dir", str(fake_root), "--seeds", "0",
+                    "--output-dir", str(tmp_path / "out")])
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["implementation"] for r in result["runs"]] == ["airbench94"]  # airbench's run, saved before the kit's
+    assert "accuracy_ratio" not in result  # no ratio from one side
 
 
 def test_the_cpu_shims_restore_everything_they_change():

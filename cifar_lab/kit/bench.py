@@ -267,6 +267,7 @@ def main(argv=None) -> int:
 def _versus(args, parser) -> int:
     """`cifar-lab bench --versus airbench`: both implementations into a folder of their own."""
     import importlib.util
+    import tempfile
     from . import runs, versus
 
     if importlib.util.find_spec("airbench") is None:
@@ -276,9 +277,13 @@ def _versus(args, parser) -> int:
         runs.claim(folder, {"seeds": args.seeds, "quick": args.quick, "data_dir": args.data_dir}, "bench", hold=False)
     except ValueError as e:
         parser.error(str(e))
-    result = versus.versus(args.data_dir, folder / "airbench_data", args.seeds, args.precision, quick=args.quick)
-    result["environment"] = environment_info()
-    save_json(result, folder / "results.json")
+    environment = environment_info()
+
+    def save(result: dict) -> None:  # after every run: an interrupted comparison keeps what it finished
+        save_json({**result, "environment": environment}, folder / "results.json")
+
+    with tempfile.TemporaryDirectory(prefix="airbench_data_") as scratch:  # a data copy never lands among results
+        result = versus.versus(args.data_dir, Path(scratch), args.seeds, args.precision, quick=args.quick, save=save)
     runs.finish(folder, "finished")
     for name, s in result["summary"].items():
         spread = f" ± {s['test_acc_std']:.2%}" if s["test_acc_std"] is not None else " (one seed)"

@@ -150,29 +150,42 @@ def kit_run(data_dir: str | Path | None, seed: int, precision: str, epochs: floa
 
 
 def versus(data_dir: str | Path | None, folder: Path, seeds: list[int], precision: str = "fp32",
-           quick: bool = False, show=print) -> dict:
+           quick: bool = False, show=print, save=None) -> dict:
     """Both implementations in `precision`, interleaved seed by seed; each run as a row, and mean, std and ratios.
 
-    fp32 by default: under the CPU's bf16 autocast airbench94's own training stays at chance (measured:
+    `folder` holds airbench's copy of the data; `save(result)` is called after every run, so that an
+    interrupted comparison keeps the runs it finished. fp32 by default: under the CPU's bf16 autocast airbench94's own training stays at chance (measured:
     10.0% after one epoch on the JPEG-q75 copy; 15.5% against fp32's 100% on synthetic data), even with its
     whitening and batch norm kept in fp32 as CUDA's autocast would.
     """
     write_airbench_data(data_dir, folder, limit=2000 if quick else None)
-    rows = []
+    rows, result = [], {}
     for seed in seeds:
         for run in (lambda: airbench_run(folder, seed, precision, *((1, 100) if quick else ())),
                     lambda: kit_run(data_dir, seed, precision, 1 if quick else None, quick)):
             rows.append(row := run())
             show(f"{row['implementation']}, seed {seed}: {row['test_acc']:.2%} in {row['seconds']:.0f} s, "
                  f"{row['flops'] / 1e15:.3f} PFLOPs", flush=True)
+            result = _summary(rows, precision, quick)
+            if save:
+                save(result)
+    return result
+
+
+def _summary(rows: list[dict], precision: str, quick: bool) -> dict:
+    """The runs so far, with each implementation's mean, std and the kit-over-airbench ratios (once both ran)."""
     summary = {}
     for name in ("airbench94", "cifar_lab fast recipe"):
         mine = [r for r in rows if r["implementation"] == name]
+        if not mine:
+            continue
         accs = [r["test_acc"] for r in mine]
         summary[name] = {"test_acc_mean": float(np.mean(accs)), "test_acc_std": float(np.std(accs, ddof=1)) if
                          len(accs) > 1 else None, "n": len(accs), "seconds_mean": float(np.mean([r["seconds"] for r in mine])),
                          "pflops": mine[0]["flops"] / 1e15}
-    kit, peer = summary["cifar_lab fast recipe"], summary["airbench94"]
-    return {"runs": rows, "summary": summary, "precision": precision, "quick": quick,
-            "accuracy_ratio": kit["test_acc_mean"] / peer["test_acc_mean"],
-            "speed_ratio": peer["seconds_mean"] / kit["seconds_mean"]}  # > 1: the kit is faster
+    result = {"runs": rows, "summary": summary, "precision": precision, "quick": quick}
+    if len(summary) == 2:
+        kit, peer = summary["cifar_lab fast recipe"], summary["airbench94"]
+        result["accuracy_ratio"] = kit["test_acc_mean"] / peer["test_acc_mean"]
+        result["speed_ratio"] = peer["seconds_mean"] / kit["seconds_mean"]  # > 1: the kit is faster
+    return result
