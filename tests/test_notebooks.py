@@ -109,6 +109,10 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
     if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline
         assert {s["setting"]: s["n"] for s in metrics["settings"]}["none"] == 2
         assert set(metrics["verdicts"]) >= {"dropout", "batchnorm", "augmentation", "all together"}
+    if name != "00_data_analysis":  # each lesson ends in a takeaway computed from its run, shown as Markdown
+        shown = [o["data"]["text/markdown"] for c in executed["cells"] for o in c.get("outputs", [])
+                 if "text/markdown" in o.get("data", {})]
+        assert any("**Takeaway" in "".join(m) for m in shown), name
     checks = exercise_checks(executed)  # every worked solution passes its exercise's check
     assert len(checks) == len(solutions(name)) >= 3 and all(c.strip() == "right" for c in checks), checks
     if shows_sweeps:  # the sweep's table is displayed, with the quick-mode warning

@@ -61,3 +61,11 @@ def test_reflect_padding_mirrors_the_border_instead_of_black():
     assert out[0, 0, 0, 0] == x[0, 0, 1, 1] and out.min() > 0 or out[0, 0, 0, 0] == 5
     black = augment(x, crop_padding=1, random=shifted)
     assert black[0, 0, 0, 0] == 0
+
+
+def test_an_equal_images_budget_is_one_pass_over_a_subset_or_whole_epochs():
+    from cifar_lab.kit.reference import equal_images
+    assert equal_images(20_000, 40_000) == (1, 20_000)  # half a split: one pass over 20,000 of its images
+    assert equal_images(20_000, 45_000) == (1, 20_000)  # the same images, whatever the recipe's split
+    assert equal_images(80_000, 40_000) == (2, None)  # two whole epochs
+    assert equal_images(40_000, 40_000) == (1, None)

@@ -40,9 +40,8 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
     "tta": Option(None, "average test predictions with mirrored images (None: on for conv nets)", bool,
                   optional=True),
     "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
-    "budget": Option(0.003, "fraction of each recipe's epochs to run (under one epoch: one pass over that share "
-                     "of the training images; 1: in full)", float,
-                     low=0.0, high=1.0, open_low=True),
+    "images_seen": Option(20_000, "training images each recipe sees (one pass over that many; more than its "
+                          "split: whole epochs), the same for every recipe", int, low=100, high=10_000_000),
     "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
                       str),
     "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
@@ -176,7 +175,8 @@ class Run:
                **extra: Any) -> dict:
         """Store one trained model's numbers and write metrics.json at once, so nothing is lost."""
         seconds = sum(history.seconds) if history else 0.0
-        images = len(self.data.train_labels) * len(history) if history else 0
+        images = extra.get("train_images") or len(self.data.train_labels)  # a recipe's own split, where given
+        images = images * len(history) if history else 0
         self.metrics[name] = {
             "test_acc": result.accuracy, "test_loss": result.loss, "parameters": count_parameters(model),
             "flops_per_image": flops_per_image(model), "epochs": len(history) if history else 0,

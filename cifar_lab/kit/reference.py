@@ -1,8 +1,8 @@
 """The five reference reports (000-004) as recipes: each report's model, split, augmentation and schedule.
 
 docs/reference_reports.md describes the reports in the kit's words; `cifar-lab train --recipe 001` reruns
-one at its own budget; notebook 05 compares them. Importing this module (any `cifar_lab.kit` import does)
-adds them to `cifar_lab.recipes.RECIPES`, so `get_recipe("001")` and `build_model` find them.
+one at its own budget; notebook 05 compares them at an equal budget. Importing this module (any
+`cifar_lab.kit` import does) adds them to `cifar_lab.recipes.RECIPES`, so `get_recipe("001")` and `build_model` find them.
 """
 from __future__ import annotations
 
@@ -68,16 +68,14 @@ REFERENCE = {
 RECIPES.update(REFERENCE)
 
 
-def scaled(recipe: Recipe, budget: float, train_images: int) -> tuple[int, int | None]:
-    """Epochs and training images for `budget` times a recipe's epochs: (epochs, None: the whole split).
+def equal_images(images: int, train_images: int) -> tuple[int, int | None]:
+    """Epochs and training images for a budget of `images` seen: (epochs, None: the whole split).
 
-    A budget under one epoch becomes one pass over that share of the training split (at least 100 images);
-    above one epoch, the epochs are rounded to the nearest whole number.
+    Under one split's worth: one pass over that many images; above it, whole epochs of the split (rounded).
     """
-    planned = budget * recipe.training["epochs"]
-    if planned >= 1:
-        return max(1, round(planned)), None
-    return 1, min(train_images, max(100, round(planned * train_images)))
+    if images >= train_images:
+        return max(1, round(images / train_images)), None
+    return 1, images
 
 
 # ---------------------------------------------------------------- reported against reproduced
