@@ -42,6 +42,8 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
     "seeds": Option(3, "seeds of a multi-seed comparison (mean +- std)", int, low=1, high=100),
     "images_seen": Option(20_000, "training images each recipe sees (one pass over that many; more than its "
                           "split: whole epochs), the same for every recipe", int, low=100, high=10_000_000),
+    "settings": Option("all", "notebook 03's settings to train, comma-separated (all: every one; none always runs)",
+                       str),
     "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
                       str),
     "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
@@ -316,3 +318,15 @@ def newest_results(notebook: str, quick: bool = False, root: str | Path = ".") -
     parent = Path(root) / "outputs" / ("quick" if quick else "") / notebook
     found = sorted(parent.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def choose(names: str, known, what: str) -> list[str]:
+    """A comma-separated choice ("all": every known name) as a list, checked: an unknown name is one sentence."""
+    known = list(known)
+    chosen = known if names.strip() == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    for name in chosen:
+        if name not in known:
+            raise ValueError(f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+    if not chosen or len(set(chosen)) < len(chosen):
+        raise ValueError(f"{what}s must name each of them at most once, and at least one: got {names!r}")
+    return chosen
