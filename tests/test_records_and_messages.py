@@ -178,7 +178,8 @@ def test_an_exercise_answer_of_the_wrong_kind_is_told_its_kind(answer, expected,
 def test_a_malformed_sweep_summary_does_not_stop_the_report_index(tmp_path):
     (tmp_path / "sweep_x").mkdir()
     (tmp_path / "sweep_x" / "summary.csv").write_text("a,b\n1,2\n")
-    page = report._sweep_section(tmp_path)
+    (tmp_path / "sweep_x" / "sweep.json").write_text('{"grid": {"seed": [0]}, "fixed": {"epochs": 2}}')
+    page = report.write_index(tmp_path, [], []).read_text()
     assert "summary.csv cannot be read" in page and "sweep_x" in page
 
 

@@ -98,3 +98,21 @@ def test_two_reports_of_one_notebook_at_once_keep_each_others_staging(tmp_path, 
     assert seen == [True, True, True, True]  # the first run's results survived the second's start
     assert json.loads((reports / "99_tiny" / "metrics.json").read_text())["pid"] == report.os.getpid()  # last done
     assert list((reports / ".staging").iterdir()) == []  # nothing left behind
+
+
+def test_the_index_shows_each_sweep_with_its_budget_under_its_lesson(tmp_path):
+    import pandas as pd
+    from cifar_lab.kit import sweep
+    runs = pd.DataFrame([{"run": f"seed={s}", "seed": s, "model": "fast", "test_acc": acc, "best_val_acc": acc,
+                          "train_seconds": 60.0, "quick": False} for s, acc in [(0, 0.90), (1, 0.92)]])
+    for name, info in [("sweep_06_longer", {"notebook": "06_fast_training", "grid": {"seed": [0, 1]},
+                                            "fixed": {"fast_epochs": 14}}), ("sweep_03", None)]:
+        (tmp_path / name).mkdir()
+        sweep.summarize(runs).to_csv(tmp_path / name / "summary.csv", index=False)
+        if info:
+            (tmp_path / name / "sweep.json").write_text(json.dumps(info))
+    page = report.write_index(tmp_path, [], []).read_text()
+    shown = page.index("<h2>06_fast_training</h2>")
+    assert page.index("Sweep: sweep_06_longer: 06_fast_training over seed 0 1, with fast_epochs=14") > shown
+    assert "91.00% ± 1.41%" in page  # the mean and std of its two seeds
+    assert "did not record their budget: sweep_03" in page  # named, its numbers not shown without their budget

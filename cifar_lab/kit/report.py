@@ -141,6 +141,7 @@ def summary(reports: Path) -> list[dict]:
         for name, ms in groups.items():
             accs = [m["test_acc"] for m in ms]
             rows.append({"notebook": metrics["notebook"], "model": name, "epochs": max(m["epochs"] for m in ms),
+                         "train_images": ms[0].get("train_images") or _train_images(metrics.get("data", "")),
                          "seeds": len(ms), "test_acc": float(np.mean(accs)),
                          "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
                          "parameters": ms[0]["parameters"],
@@ -152,47 +153,100 @@ def summary(reports: Path) -> list[dict]:
     return rows
 
 
+def _train_images(described: str) -> int | None:
+    """The training split's size from a data description ("...: 45,000 train, 5,000 val, ...")."""
+    found = re.search(r"([\d,]+) train", described)
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+_TABLE = "<table border='1' cellpadding='4' style='border-collapse:collapse'>"
+
+
 def _notebook_section(name: str, rows: list[dict], reports: Path) -> str:
     """One notebook's results: a link to its report, where and when it ran, a row per model or setting."""
     first = rows[0]
     quick = " <b>(quick mode: synthetic data)</b>" if first["quick"] else ""
     link = f'<a href="{name}.html">{name}</a>' if (reports / f"{name}.html").exists() else name
     body = "".join(
-        f"<tr><td>{html.escape(r['model'])}</td><td>{r['epochs']}</td><td>{r['seeds']}</td>"
-        f"<td>{r['test_acc']:.2%}" + (f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else "") +
+        f"<tr><td>{html.escape(r['model'])}</td><td>{r['epochs']}</td><td>{_count(r.get('train_images'))}</td>"
+        f"<td>{r['seeds']}</td><td>{r['test_acc']:.2%}" + (f" ± {r['test_acc_std']:.2%}" if r["test_acc_std"] is not None else "") +
         f"</td><td>{r['parameters']:,}</td><td>{r['train_seconds']:,.0f}</td></tr>" for r in rows)
     machine = ", ".join(x for x in (first.get("cpu"), first.get("precision")) if x)  # times compare only on one
     where = f"device {first['device']}" + (f" ({machine})" if machine else "")
     return (f"<h2>{link}</h2><p>{html.escape(first['data'])}; {html.escape(where)}; "
             f"run {html.escape(first['saved_at'])}{quick}</p>"
-            "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr><th>model or setting</th>"
-            "<th>epochs</th><th>seeds</th><th>test accuracy (mean ± std over seeds)</th><th>parameters</th>"
+            f"{_TABLE}<tr><th>model or setting</th><th>epochs</th><th>training images</th><th>seeds</th>"
+            "<th>test accuracy (mean ± std over seeds)</th><th>parameters</th>"
             f"<th>training seconds (mean)</th></tr>{body}</table>")
 
 
-def _sweep_section(reports: Path) -> str:
-    """Each sweep shipped in reports/: what it ran with, and mean ± std per setting."""
+def _count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _sweep_owner(path: Path) -> str:
+    """The notebook a sweep belongs to: its record's notebook, else the two digits of its folder's name."""
     from . import sweep
 
-    parts = []
+    info = sweep._sweep_info(path)[1]
+    if info.get("notebook"):
+        return info["notebook"]
+    digits = re.match(r"sweep_(\d\d)", path.parent.name)
+    return digits.group(1) if digits else ""
+
+
+def _sweep_section(path: Path) -> str:
+    """One committed sweep: what it ran with (its budget), mean ± std per setting, its chart."""
+    from . import sweep
+
+    try:
+        table = sweep.load_summary(path)
+        table[["setting", "model", "n", "test_acc_mean", "test_acc_std"]]  # the columns shown below
+    except (KeyError, ValueError, OSError) as e:  # a hand-edited or truncated file: say so, show the rest
+        return (f"<h3>{html.escape(path.parent.name)}</h3><p>summary.csv cannot be read ({html.escape(repr(e))}); "
+                f"rerun its sweep or delete it</p>")
+    body = "".join(f"<tr><td>{html.escape(str(r['setting']))}</td><td>{html.escape(str(r['model']))}</td>"
+                   f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%}" +
+                   (f" ± {r['test_acc_std']:.2%}" if r["n"] > 1 else " (one seed: no spread)") +
+                   f"</td><td>{r.get('train_seconds_mean', float('nan')):,.0f}</td></tr>" for _, r in table.iterrows())
+    image = f"<p><img src='{path.parent.name}/summary.png' style='max-width:70%'></p>" \
+        if (path.parent / "summary.png").exists() and len(table) > 1 else ""  # one bar says no more than its row
+    about = sweep.describe_summary(path).replace(str(path.parent), path.parent.name)
+    return (f"<h3>Sweep: {html.escape(about)}</h3>{_TABLE}<tr><th>setting</th><th>model</th>"
+            f"<th>seeds</th><th>test accuracy (mean ± std)</th><th>training seconds (mean)</th></tr>{body}</table>{image}")
+
+
+def _sweeps(reports: Path) -> tuple[dict[str, list[Path]], list[str]]:
+    """Committed sweeps by notebook, and the names of those that did not record their budget (not shown)."""
+    from . import sweep
+
+    by_notebook: dict[str, list[Path]] = {}
+    unrecorded = []
     for path in sorted(reports.glob("sweep_*/summary.csv")):
-        try:
-            table = sweep.load_summary(path)
-            table[["setting", "model", "n", "test_acc_mean", "test_acc_std"]]  # the columns shown below
-        except (KeyError, ValueError, OSError) as e:  # a hand-edited or truncated file: say so, show the rest
-            parts.append(f"<h3>{html.escape(path.parent.name)}</h3><p>summary.csv cannot be read ({html.escape(repr(e))}); "
-                         f"rerun its sweep or delete it</p>")
+        if sweep.fixed_parameters(path) is None:
+            unrecorded.append(path.parent.name)
             continue
-        body = "".join(f"<tr><td>{html.escape(str(r['setting']))}</td><td>{html.escape(str(r['model']))}</td>"
-                       f"<td>{r['n']}</td><td>{r['test_acc_mean']:.2%}" +
-                       (f" ± {r['test_acc_std']:.2%}" if r["n"] > 1 else " (one seed: no spread)") + "</td></tr>"
-                       for _, r in table.iterrows())
-        image = f"<p><img src='{path.parent.name}/summary.png' style='max-width:100%'></p>" \
-            if (path.parent / "summary.png").exists() else ""
-        parts.append(f"<h3>{html.escape(sweep.describe_summary(path))}</h3><table border='1' cellpadding='4' "
-                     "style='border-collapse:collapse'><tr><th>setting</th><th>model</th><th>seeds</th>"
-                     f"<th>test accuracy (mean ± std)</th></tr>{body}</table>{image}")
-    return "<h2>Sweeps</h2>" + "".join(parts) if parts else ""
+        owner = _sweep_owner(path)
+        key = next((n for n in _NOTEBOOKS if n == owner or n[:2] == owner), owner or "other")
+        by_notebook.setdefault(key, []).append(path)
+    return by_notebook, unrecorded
+
+
+_NOTEBOOKS = ("00_data_analysis", "01_mlp", "02_cnn", "03_regularization", "04_resnet_comparison",
+              "05_reference_recipes", "06_fast_training")
+
+
+def _best_section(reports: Path) -> str:
+    """The kit's headline results, the same rows as the README's generated table."""
+    from .results import rows
+
+    found = rows(reports)
+    if not found:
+        return ""
+    heads = [("what", "result"), ("accuracy", "test accuracy"), ("budget", "budget"), ("seconds", "training s"),
+             ("machine", "machine"), ("source", "from")]
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k, _ in heads) + "</tr>" for r in found)
+    return (f"<h2>Best results</h2>{_TABLE}<tr>" + "".join(f"<th>{h}</th>" for _, h in heads) + f"</tr>{body}</table>")
 
 
 def _reproductions_section(reports: Path) -> str:
@@ -204,7 +258,7 @@ def _reproductions_section(reports: Path) -> str:
         return ""
     heads = ["recipe", "reported", "reproduced", "difference", "verdict", "likeliest reason", "epochs", "hours", "machine"]
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[h]))}</td>" for h in heads) + "</tr>" for r in rows)
-    return (f"<h2>The reference reports, rerun at their own budgets</h2><p>One seed each (reports/recipes/); "
+    return (f"<h3>The reference reports, rerun at their own budgets</h3><p>One seed each (reports/recipes/); "
             f"reproduced: within {TOLERANCE:.2f} points, what the JPEG copy and seed noise explain.</p>"
             "<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>" +
             "".join(f"<th>{h}</th>" for h in heads) + f"</tr>{body}</table>")
@@ -227,8 +281,17 @@ def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
     for r in rows:
         by_notebook.setdefault(r["notebook"], []).append(r)
     names = sorted(set(by_notebook) | {p.stem for p in reports.glob("[0-9]*.html")})
-    sections = "".join(_notebook_section(n, by_notebook[n], reports) if n in by_notebook else
-                       f'<h2><a href="{n}.html">{n}</a></h2><p>(no model trained)</p>' for n in names)
+    sweeps, unrecorded = _sweeps(reports)
+    sections = ""
+    for n in sorted(set(names) | set(sweeps)):
+        sections += _notebook_section(n, by_notebook[n], reports) if n in by_notebook else \
+            f'<h2><a href="{n}.html">{n}</a></h2><p>(no model trained)</p>' if n in names else f"<h2>{html.escape(n)}</h2>"
+        if n == "05_reference_recipes":
+            sections += _reproductions_section(reports)
+        sections += "".join(_sweep_section(p) for p in sweeps.get(n, []))
+    if unrecorded:
+        sections += (f"<p>Not shown, as they did not record their budget: {html.escape(', '.join(unrecorded))} "
+                     "(rerun them with today's sweep command).</p>")
     warn = f"<p style='color:#b00'>Failed in the last run (earlier results kept): {', '.join(failed)}</p>" \
         if failed else ""
     quick = "<p style='color:#b00'><b>Some results come from quick mode (synthetic data).</b></p>" \
@@ -239,7 +302,7 @@ def write_index(reports: Path, rows: list[dict], failed: list[str]) -> Path:
               "of one notebook, or at equal epochs. One seed unless the seeds column says more.</p>")
     page = (f"<html><head><meta charset='utf-8'><title>cifar_lab reports</title></head>"
             f"<body style='font-family:sans-serif;max-width:1000px;margin:auto'><h1>CIFAR-10 course: results</h1>"
-            f"{warn}{quick}{caveat}{sections}{_reproductions_section(reports)}{_sweep_section(reports)}"
+            f"{warn}{quick}{caveat}{_best_section(reports)}{sections}"
             f"<h2>All models</h2><p><img src='summary.png' style='max-width:100%'></p></body></html>")
     return atomic_write(reports / "index.html", lambda f: f.write(page), mode="w")
 
