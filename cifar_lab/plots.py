@@ -231,11 +231,22 @@ def model_comparison(rows: Sequence[dict], metric: str = "test_acc", ax=None, sa
     return _finish(fig, save, "model_comparison")
 
 
-def sweep_summary(table, metric: str = "test_acc", ax=None, save=None):
-    """Mean +- std of a metric over seeds, one bar per setting and model (a table from `sweep.summarize`)."""
+def sweep_summary(table, metric: str = "test_acc", x: str | None = None, ax=None, save=None):
+    """Mean +- std of a metric over seeds (a table from `sweep.summarize`): one bar per setting and model, or with
+    `x` (a grid parameter such as "epochs") one line per model against it."""
+    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    if x is not None:
+        fig, ax = _axes(ax, (6.5, 4))
+        for model, part in table.sort_values(x).groupby("model", sort=False):
+            ax.errorbar(part[x], part[f"{metric}_mean"], yerr=part[f"{metric}_std"], fmt="-o", ms=4, capsize=3,
+                        label=model)
+        ax.set(xscale="log", xlabel=x, ylabel=name, title=f"{name[0].upper()}{name[1:]} against {x}: mean ± std "
+               f"over seeds (n = {', '.join(map(str, sorted(set(table['n']))))})")
+        ax.set_xticks(sorted(set(table[x])), [f"{v:g}" for v in sorted(set(table[x]))])
+        ax.legend(fontsize=8)
+        return _finish(fig, save, f"sweep_{metric}_by_{x}")
     rows = [{"model": " ".join(str(x) for x in (r["setting"], r["model"]) if x != ""),
              metric: r[f"{metric}_mean"], f"{metric}_std": r[f"{metric}_std"]} for _, r in table.iterrows()]
-    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
     n = ", ".join(map(str, sorted(set(table["n"]))))
     return model_comparison(rows, metric, ax=ax, save=save if ax is not None else _target(save, "sweep_summary"), category="setting",
                             title=f"{name[0].upper()}{name[1:]}: mean ± std over seeds (n = {n})")

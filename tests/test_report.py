@@ -63,6 +63,12 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
     (tmp_path / "01_mlp" / "metrics.json").write_text("{}")
     assert report.committed_inputs("03_regularization", {"sweep_summary", "epochs"}, tmp_path) == {
         "sweep_summary": str((tmp_path / "sweep_03" / "summary.csv").resolve())}
+    (tmp_path / "sweep_03_budgets").mkdir()  # a sweep over epochs: the budget section's, never the seeds section's
+    (tmp_path / "sweep_03_budgets" / "summary.csv").write_text("setting,model\n")
+    (tmp_path / "sweep_03_budgets" / "sweep.json").write_text('{"grid": {"epochs": [15, 60]}, "fixed": {}}')
+    assert report.committed_inputs("03_regularization", {"sweep_summary", "budget_sweep"}, tmp_path) == {
+        "sweep_summary": str((tmp_path / "sweep_03" / "summary.csv").resolve()),
+        "budget_sweep": str((tmp_path / "sweep_03_budgets" / "summary.csv").resolve())}
     assert report.committed_inputs("02_cnn", {"mlp_metrics"}, tmp_path) == {
         "mlp_metrics": str((tmp_path / "01_mlp" / "metrics.json").resolve())}
     assert report.committed_inputs("05_reference_recipes", {"sweep_summary"}, tmp_path) == {}  # none shipped

@@ -49,6 +49,8 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
     "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
     "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
                           optional=True),
+    "budget_sweep": Option(None, "notebook 03's sweep over epochs, its summary.csv (None: the newest under runs/, "
+                           "else reports/)", str, optional=True),
     "sweep_summary": Option(None, "a sweep's summary.csv (None: the newest under runs/, else reports/)", str,
                             optional=True),
     "fast_epochs": Option(3.0, "epochs of the fast recipe's main run (10: the full recipe)", float, low=0.0,
@@ -237,7 +239,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def _check_paths(params: dict) -> None:
     """A results file named explicitly must exist (None means: find the newest)."""
-    for name in ("mlp_metrics", "sweep_summary", "cnn_metrics"):
+    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "cnn_metrics"):
         if params.get(name) is not None and not Path(params[name]).exists():
             raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
                              f"the newest run's")

@@ -44,6 +44,8 @@ def export_html(notebook: Path, title: str) -> str:
 
 def committed_inputs(name: str, declared: set, reports: Path) -> dict:
     """Earlier reports a notebook reads, as paths: only committed ones, so a report never cites a private runs/ folder."""
+    from . import sweep
+
     inputs = {}
     mlp = reports / "01_mlp" / "metrics.json"
     if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
@@ -51,9 +53,10 @@ def committed_inputs(name: str, declared: set, reports: Path) -> dict:
     cnn = reports / "02_cnn" / "metrics.json"
     if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
         inputs["cnn_metrics"] = str(cnn.resolve())
-    shipped = sorted(reports.glob(f"sweep_{name[:2]}*/summary.csv"))
-    if "sweep_summary" in declared and shipped:  # the sweep committed beside the reports, not one under runs/
-        inputs["sweep_summary"] = str(shipped[-1].resolve())
+    for parameter, over in (("sweep_summary", None), ("budget_sweep", "epochs")):
+        shipped = sweep.newest_summary(name, over, folders=(reports,))  # committed beside the reports, not runs/
+        if parameter in declared and shipped:
+            inputs[parameter] = str(shipped.resolve())
     return inputs
 
 

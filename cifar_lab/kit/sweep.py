@@ -273,23 +273,35 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     return table
 
 
-def newest_summary(notebook: str) -> Path | None:
-    """The newest sweep summary of a notebook: the user's own under runs/ first, else the one shipped in reports/."""
+def newest_summary(notebook: str, over: str | None = None, folders: tuple[Path, ...] | None = None) -> Path | None:
+    """The newest sweep summary of a notebook: the user's own under runs/ first, else the one shipped in reports/.
+
+    With `over` (e.g. "epochs"), only sweeps whose grid varies it; without, only sweeps over seeds (or older
+    ones that recorded no grid), so that a budget sweep is never taken for a multi-seed one.
+    """
     number = notebook[:2]
-    for folder in (notebooks.ROOT / "runs", notebooks.ROOT / "reports"):
-        found = sorted(folder.glob(f"sweep_{number}*/summary.csv"), key=lambda p: p.stat().st_mtime)
+    for folder in folders or (notebooks.ROOT / "runs", notebooks.ROOT / "reports"):
+        found = [p for p in sorted(folder.glob(f"sweep_{number}*/summary.csv"), key=lambda p: p.stat().st_mtime)
+                 if _varies(p, over)]
         if found:
             return found[-1]
     return None
 
 
-def newest(notebook: str, path: str | Path | None = None, budget: dict | None = None) -> tuple["pd.DataFrame | None", str]:
+def _varies(path: Path, over: str | None) -> bool:
+    grid = set(_sweep_info(path)[1].get("grid", {}))
+    return over in grid if over else grid <= {"seed"}
+
+
+def newest(notebook: str, path: str | Path | None = None, budget: dict | None = None,
+           over: str | None = None) -> tuple["pd.DataFrame | None", str]:
     """A notebook's sweep to draw: (its summary, one line naming it and its budget), or (None, why not).
 
     `path` (a notebook's sweep_summary parameter) wins over the newest; a sweep is drawn only when it
     recorded running with `budget` (e.g. {"epochs": 15}), so that it compares with the run above it.
+    With `over`, the newest sweep that varies that parameter (a budget sweep), its other parameters checked.
     """
-    found = Path(path) if path else newest_summary(notebook)
+    found = Path(path) if path else newest_summary(notebook, over)
     if found is None or not found.exists():
         return None, f"No sweep of {notebook} yet: the command above makes one."
     table, about = load_summary(found), describe_summary(found)
@@ -297,8 +309,8 @@ def newest(notebook: str, path: str | Path | None = None, budget: dict | None = 
     if fixed is None and budget:  # an older sweep that recorded nothing: its budget is unknown
         return None, f"Not drawn: {about} did not record its budget, so it may not compare with this run."
     fixed = fixed or {}
-    other = {k: (fixed.get(k), v) for k, v in (budget or {}).items() if fixed.get(k, v) != v}  # unset: the default
-    if other:
+    other = {k: (fixed.get(k), v) for k, v in (budget or {}).items() if k != over and fixed.get(k, v) != v}
+    if other:  # unset above: the default
         return None, (f"Not drawn: {about} ran with " + ", ".join(f"{k}={a}" for k, (a, _) in other.items()) +
                       ", not this run's " + ", ".join(f"{k}={b}" for k, (_, b) in other.items()) + ".")
     quick = " WARNING: quick mode (synthetic data): its numbers say nothing about CIFAR-10." \
