@@ -15,10 +15,10 @@ from .fast import train_fast
 from .files import load_json
 from .history import History
 from .loader import DeviceLoader
-from .models import count_parameters, flops_per_image, make_model
+from .models import count_parameters, flops_per_image, layers, make_model
 from .training import TrainingDiverged, TrainingInterrupted, fit
 
 __all__ = ["CIFAR10Data", "CifarDataError", "DeviceLoader", "EvalResult", "History", "TrainingDiverged",
-           "TrainingInterrupted", "count_parameters", "evaluate", "fit", "flops_per_image", "get_device",
+           "TrainingInterrupted", "count_parameters", "evaluate", "fit", "flops_per_image", "get_device", "layers",
            "load_checkpoint", "load_cifar10", "load_json", "make_model", "predict", "save_checkpoint", "set_seed",
            "train_fast"]

@@ -231,7 +231,26 @@ def flops_per_image(model: nn.Module, image_size: int = 32) -> int:
         elif isinstance(module, nn.Linear):
             total += 2 * module.in_features * module.out_features
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    _one_image(model, image_size, count, lambda m: isinstance(m, (nn.Conv2d, nn.Linear)))
+    return total
+
+
+def layers(model: nn.Module, image_size: int = 32) -> list[dict]:
+    """One row per layer (module without children) for one image: its name, type, output shape, parameters."""
+    names, rows = {m: n for n, m in model.named_modules()}, []
+
+    def record(module, inputs, output):
+        if isinstance(output, torch.Tensor):
+            rows.append({"layer": names[module], "type": type(module).__name__, "output shape": tuple(output.shape[1:]),
+                         "parameters": sum(p.numel() for p in module.parameters(recurse=False))})
+
+    _one_image(model, image_size, record, lambda m: not any(m.children()))
+    return rows
+
+
+def _one_image(model: nn.Module, image_size: int, hook, which) -> None:
+    """One blank image through the model in eval mode, with `hook` on the modules `which` picks."""
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if which(m)]
     was_training = model.training
     model.eval()
     try:
@@ -241,4 +260,3 @@ def flops_per_image(model: nn.Module, image_size: int = 32) -> int:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return total

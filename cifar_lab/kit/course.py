@@ -158,12 +158,15 @@ class Run:
                 f"!!  they say nothing about CIFAR-10. For real results: quick=False and ${QUICK_ENV} unset.\n"
                 f"!!  {where}\n{bar}")
 
-    def parameters_table(self) -> "pd.io.formats.style.Styler":
-        """The parameters this run really uses, with its data and device: a table to show at the top (`.data`)."""
+    def parameters_table(self, options: dict | None = None) -> "pd.io.formats.style.Styler":
+        """A table of `options` (default: the run's parameters with its data, device and folder) to display."""
         import pandas as pd
-        given = {k: shown_path(v) for k, v in self.params.items() if k != "output_dir"}  # shown below as seen
-        rows = {**given, "data": self.data.describe(), "device": self.device, "output folder": self.shown_dir}
-        table = pd.DataFrame({"value": [str(v) for v in rows.values()]}, index=pd.Index(list(rows), name="parameter"))
+        if options is None:  # unset paths mean "find the newest": rows of None would only pad the table
+            given = {k: shown_path(v) for k, v in self.params.items() if k != "output_dir" and
+                     not (v is None and (k.endswith(("_dir", "_metrics", "_summary", "_sweep"))))}
+            options = {**given, "data": self.data.describe(), "device": self.device, "output folder": self.shown_dir}
+        table = pd.DataFrame({"value": [_shown(v) for v in options.values()]},
+                             index=pd.Index(list(options), name="parameter"))
         return table.style  # a DataFrame would cut the data row at pandas' 50 characters
 
     def data_for(self, recipe: str, train_size: int | None = None) -> CIFAR10Data:
@@ -320,6 +323,17 @@ def newest_results(notebook: str, quick: bool = False, root: str | Path = ".") -
     parent = Path(root) / "outputs" / ("quick" if quick else "") / notebook
     found = sorted(parent.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def _shown(value: Any) -> str:
+    """A parameter's value as a reader wants it: 45,000 not 45000, 0.001 not 0.0010000000475."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def choose(names: str, known, what: str) -> list[str]:

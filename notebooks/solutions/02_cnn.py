@@ -11,8 +11,8 @@ answer_1 = 32 * 3 * 3 * 3
 answer_2 = tuple(result.most_confused(1)[0][:2])
 
 # %% exercise 3
-# 32x32 -> 16x16 -> 8x8 -> 4x4 through three max-pools; the last block has 128 channels.
-answer_3 = (128, 4, 4)
+# 64x64 -> 32x32 -> 16x16 -> 8x8 through three max-pools; the last block has 128 channels whatever the size.
+answer_3 = (128, 8, 8)
 
 # %% exercise 4
 # Usually True by a few tenths of a point (the model learnt flipped images); run it to see.
