@@ -260,6 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser, spec: dict[str, Option]) -> N
         kw: dict[str, Any] = dict(dest=name, default=None, help=f"{option.help} ({default})")
         if option.kind is bool and not option.count:
             kw["action"] = argparse.BooleanOptionalAction
+            if len(flags) > 1:  # --restore_best works too, but --help lists the hyphenated pair only
+                parser.add_argument(flags.pop(), **{**kw, "help": argparse.SUPPRESS})
         else:
             kw["type"] = _argument_type(name, option)
             kw["metavar"] = name.upper()

@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     """The command line of `cifar-lab train`, generated from the option tables."""
     p = argparse.ArgumentParser(prog="cifar-lab train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", "--model", dest="model", default="cnn",
+    p.add_argument("--recipe", "--model", dest="model", default="cnn", metavar="ID",
                    help="a recipe (default cnn): " + "; ".join(f"{k} ({r.source})" for k, r in RECIPES.items()))
     add_arguments(p.add_argument_group("training options (default: the model's recipe)"), TRAINING)
     add_arguments(p.add_argument_group("model options"), MODEL)
