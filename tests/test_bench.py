@@ -8,13 +8,16 @@ from cifar_lab.kit import bench
 @pytest.mark.slow
 def test_quick_benchmark_writes_the_promised_numbers(tmp_path):
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--data-dir", str(tmp_path / "no_data_here"), "--models", "mlp,cnn",
+    assert bench.main(["--quick", "--data-dir", str(tmp_path / "no_data_here"), "--models", "mlp,cnn,fastnet",
                        "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["data"] == "synthetic set"
     assert result["pipeline_speedup"] > 0 and result["matmul_peak_flops"] > 0
-    assert set(result["train_speedup"]) == set(result["peak_fraction"]) == {"mlp", "cnn"}
+    assert set(result["train_speedup"]) == set(result["peak_fraction"]) == {"mlp", "cnn", "fastnet"}
     assert all(v > 0 for v in result["peak_fraction"].values())
+    precision_peak = result["matmul_peak_flops_bf16"] or result["matmul_peak_flops"]  # the peak of the kit's precision
+    assert result["peak_fraction_training_precision"]["fastnet"] == pytest.approx(
+        result["train"]["fastnet"]["cifar_lab"] * result["flops_per_image"]["fastnet"] / precision_peak)
     assert result["flops_per_image"]["cnn"] > result["flops_per_image"]["mlp"]
 
 
