@@ -232,3 +232,15 @@ def test_a_second_sweep_into_a_folder_where_one_is_running_is_refused_and_touche
         holder.wait()
     assert "another sweep is running there" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == [".lock"]  # no record rewritten, no summary written
+
+
+def test_a_prediction_counts_only_when_made_before_the_reveal():
+    from cifar_lab.kit import exercises
+    exercises._PREDICTIONS.clear(), exercises._REVEALED.clear()
+    assert exercises.predict("cnn test accuracy", 0.8) == "prediction recorded: cnn test accuracy = 0.8"
+    assert exercises.reveal("cnn test accuracy", 0.8561, "{:.1%}") == \
+        "cnn test accuracy: you predicted 80.0%, the run gave 85.6%"
+    assert exercises.predict("cnn test accuracy", 0.86).startswith("too late")  # after the reveal: not recorded
+    assert exercises._PREDICTIONS["cnn test accuracy"] == 0.8
+    assert "no prediction was recorded" in exercises.reveal("darkest channel", "blue")
+    assert exercises.predict("x", None).startswith("no prediction yet")

@@ -1,6 +1,7 @@
 """Checks for the notebooks' exercises: a student's answer against the run's own result.
 
-Each exercise cell ends with `print(exercises.check(answer_1, expected, hint))`. Worked solutions live in
+Each exercise cell ends with `print(exercises.check(answer_1, expected, hint))`. A prediction is recorded
+before the run that reveals it (`predict`), and shown beside the result after it (`reveal`). Worked solutions live in
 `notebooks/solutions/NN_*.py` (one `# %% exercise N` section each), out of the student's way; the tests run
 every notebook with its solutions filled in and require every check to say "right".
 """
@@ -10,6 +11,34 @@ import math
 from typing import Any
 
 RIGHT, UNANSWERED = "right", "not answered yet"
+_PREDICTIONS: dict[str, Any] = {}  # this kernel's predictions, by question
+_REVEALED: set[str] = set()  # questions whose answer a run has shown
+
+
+def predict(question: str, guess: Any) -> str:
+    """Record a guess before the run that answers `question`; one made after the reveal is not recorded."""
+    if guess is None:
+        return "no prediction yet: set it above, then run this cell before the run that answers it"
+    if question in _REVEALED:
+        return f"too late for {question!r}: this kernel has already shown the answer (restart to predict again)"
+    _PREDICTIONS[question] = guess
+    return f"prediction recorded: {question} = {guess!r}"
+
+
+def reveal(question: str, actual: Any, shown: str = "{}") -> str:
+    """The recorded guess beside what the run gave (`shown` formats both, e.g. "{:.1%}")."""
+    _REVEALED.add(question)
+    if question not in _PREDICTIONS:
+        return f"{question}: {_show(shown, actual)} (no prediction was recorded before the run)"
+    guess = _PREDICTIONS[question]
+    return f"{question}: you predicted {_show(shown, guess)}, the run gave {_show(shown, actual)}"
+
+
+def _show(form: str, value: Any) -> str:
+    try:
+        return form.format(_plain(value))
+    except (TypeError, ValueError):  # a guess of another kind than the format expects
+        return repr(value)
 
 
 def check(answer: Any, expected: Any, hint: str, tolerance: float = 0.0) -> str:

@@ -27,3 +27,20 @@ answer_3 = bool(crop_results[4] > crop_results[0])
 # %% exercise 4
 # (b): the two losses are not measured the same way; the accuracies are the fairer comparison.
 answer_4 = "b"
+
+# %% exercise 5
+# Three linear layers with ReLU between them; 1,707,274 parameters (weights and biases).
+from torch import nn
+
+
+class MyMLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(3072, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                                    nn.Linear(256, 10))
+
+    def forward(self, x):
+        return self.layers(x)  # (B, 3, 32, 32) -> (B, 10)
+
+
+answer_5 = MyMLP

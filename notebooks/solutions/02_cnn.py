@@ -17,3 +17,16 @@ answer_3 = (128, 8, 8)
 # %% exercise 4
 # Usually True by a few tenths of a point (the model learnt flipped images); run it to see.
 answer_4 = bool(evaluate(model, data, "test", tta=True).accuracy > result.accuracy)
+
+# %% exercise 5
+# The second convolution maps c_out to c_out; the pool halves height and width.
+from torch import nn
+
+
+def conv_block(c_in, c_out):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
+                         nn.MaxPool2d(2))
+
+
+answer_5 = conv_block

@@ -23,3 +23,17 @@ answer_3 = "b"
 setting("dropout + augmentation", dict(fc_dropout=fc_dropout, conv_dropout=conv_dropout), **AUGMENT)
 combined_mean = np.mean([r.accuracy for r in results["dropout + augmentation"]])
 answer_4 = bool(combined_mean > max(table.loc["dropout", "test acc"], table.loc["augmentation", "test acc"]))
+
+# %% exercise 5
+# A random mask keeps each element with probability 1 - p; dividing by 1 - p keeps the expected value.
+import torch
+
+
+def my_dropout(x, p, training):
+    if not training or p == 0:
+        return x
+    keep = torch.rand_like(x) >= p
+    return x * keep / (1 - p)
+
+
+answer_5 = my_dropout

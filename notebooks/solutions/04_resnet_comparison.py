@@ -14,3 +14,26 @@ answer_2 = (table.test_acc / table.parameters).idxmax()
 # %% exercise 3
 # (b): the identity path makes "do nothing" easy to learn, and the gradient flows along it unchanged.
 answer_3 = "b"
+
+# %% exercise 4
+# F's layers first, then the shortcut: a 1x1 conv only where the shape changes, so the sum is defined.
+import torch
+from torch import nn
+
+
+class MyBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
+
+
+answer_4 = MyBlock
