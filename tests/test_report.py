@@ -72,6 +72,11 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
     assert report.committed_inputs("02_cnn", {"mlp_metrics"}, tmp_path) == {
         "mlp_metrics": str((tmp_path / "01_mlp" / "metrics.json").resolve())}
     assert report.committed_inputs("05_reference_recipes", {"sweep_summary"}, tmp_path) == {}  # none shipped
+    (tmp_path / "sweep_06_ablation").mkdir()  # 06's leave-one-out sweep, found by its name
+    (tmp_path / "sweep_06_ablation" / "summary.csv").write_text("setting,model\n")
+    (tmp_path / "sweep_06_ablation" / "sweep.json").write_text('{"grid": {"seed": [0, 1, 2]}, "fixed": {}}')
+    assert report.committed_inputs("06_fast_training", {"ablation_sweep", "cnn_metrics"}, tmp_path) == {
+        "ablation_sweep": str((tmp_path / "sweep_06_ablation" / "summary.csv").resolve())}
 
 
 def test_two_reports_of_one_notebook_at_once_keep_each_others_staging(tmp_path, monkeypatch):

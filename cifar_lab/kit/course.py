@@ -57,11 +57,15 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
                           high=100.0, open_low=True),
     "depth_epochs": Option(5, "epochs of each plain and residual net of notebook 04's depth experiment (0: skip it)",
                            int, low=0, high=200),
-    "ablation": Option(True, "measure what each method of the fast recipe adds, one short run per step", bool),
+    "ablation": Option(True, "measure what each method of the fast recipe adds: the full recipe, then each method "
+                       "left out, one short run each", bool),
     "ablation_epochs": Option(2.0, "epochs of each ablation run", float, low=0.0, high=100.0, open_low=True),
     "ablation_size": Option(5_000, "training images of each ablation run (None: all)", int, low=100,
                             optional=True),
     "ablation_batch_size": Option(256, "images per step of each ablation run", int, low=2),
+    "ablation_seeds": Option(1, "seeds of each ablation row (mean ± std over them)", int, low=1, high=20),
+    "ablation_sweep": Option(None, "notebook 06's committed leave-one-out sweep, its summary.csv (None: the newest "
+                             "sweep_06_ablation* under runs/, else reports/)", str, optional=True),
     "target": Option(0.9, "validation accuracy the time-to-accuracy table asks for", float, low=0.0, high=1.0,
                      open_low=True),
     "cnn_metrics": Option(None, "notebook 02's metrics.json for the CNN's curve (None: its newest run, else "
@@ -242,7 +246,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def _check_paths(params: dict) -> None:
     """A results file named explicitly must exist (None means: find the newest)."""
-    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "cnn_metrics"):
+    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "ablation_sweep", "cnn_metrics"):
         if params.get(name) is not None and not Path(params[name]).exists():
             raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
                              f"the newest run's")

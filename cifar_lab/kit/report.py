@@ -53,8 +53,9 @@ def committed_inputs(name: str, declared: set, reports: Path) -> dict:
     cnn = reports / "02_cnn" / "metrics.json"
     if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
         inputs["cnn_metrics"] = str(cnn.resolve())
-    for parameter, over in (("sweep_summary", None), ("budget_sweep", "epochs")):
-        shipped = sweep.newest_summary(name, over, folders=(reports,))  # committed beside the reports, not runs/
+    for parameter, over, kind in (("sweep_summary", None, ""), ("budget_sweep", "epochs", ""),
+                                  ("ablation_sweep", None, "_ablation")):
+        shipped = sweep.newest_summary(name, over, folders=(reports,), kind=kind)  # committed here, not in runs/
         if parameter in declared and shipped:
             inputs[parameter] = str(shipped.resolve())
     return inputs

@@ -273,15 +273,17 @@ def load_summary(path: str | Path) -> "pd.DataFrame":
     return table
 
 
-def newest_summary(notebook: str, over: str | None = None, folders: tuple[Path, ...] | None = None) -> Path | None:
+def newest_summary(notebook: str, over: str | None = None, folders: tuple[Path, ...] | None = None,
+                   kind: str = "") -> Path | None:
     """The newest sweep summary of a notebook: the user's own under runs/ first, else the one shipped in reports/.
 
     With `over` (e.g. "epochs"), only sweeps whose grid varies it; without, only sweeps over seeds (or older
-    ones that recorded no grid), so that a budget sweep is never taken for a multi-seed one.
+    ones that recorded no grid), so that a budget sweep is never taken for a multi-seed one. `kind` narrows
+    the folder's name: "_ablation" finds only sweep_06_ablation*.
     """
     number = notebook[:2]
     for folder in folders or (notebooks.ROOT / "runs", notebooks.ROOT / "reports"):
-        found = [p for p in sorted(folder.glob(f"sweep_{number}*/summary.csv"), key=lambda p: p.stat().st_mtime)
+        found = [p for p in sorted(folder.glob(f"sweep_{number}{kind}*/summary.csv"), key=lambda p: p.stat().st_mtime)
                  if _varies(p, over)]
         if found:
             return found[-1]
@@ -294,14 +296,14 @@ def _varies(path: Path, over: str | None) -> bool:
 
 
 def newest(notebook: str, path: str | Path | None = None, budget: dict | None = None,
-           over: str | None = None) -> tuple["pd.DataFrame | None", str]:
+           over: str | None = None, kind: str = "") -> tuple["pd.DataFrame | None", str]:
     """A notebook's sweep to draw: (its summary, one line naming it and its budget), or (None, why not).
 
     `path` (a notebook's sweep_summary parameter) wins over the newest; a sweep is drawn only when it
     recorded running with `budget` (e.g. {"epochs": 15}), so that it compares with the run above it.
     With `over`, the newest sweep that varies that parameter (a budget sweep), its other parameters checked.
     """
-    found = Path(path) if path else newest_summary(notebook, over)
+    found = Path(path) if path else newest_summary(notebook, over, kind=kind)
     if found is None or not found.exists():
         return None, f"No sweep of {notebook} yet: the command above makes one."
     table, about = load_summary(found), describe_summary(found)
