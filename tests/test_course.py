@@ -120,3 +120,15 @@ def test_quick_mode_caps_the_fast_notebooks_epochs_too(monkeypatch, tmp_path):
     monkeypatch.setenv("CIFAR_LAB_QUICK", "1")
     run = start("test", dict(fast_epochs=10.0, ablation_epochs=2.0, output_dir=str(tmp_path / "b")))
     assert run.params["fast_epochs"] == 1 and run.params["ablation_epochs"] == 1
+
+
+def test_a_choice_of_names_is_checked_with_one_sentence_per_mistake():
+    from cifar_lab.kit import course
+    assert course.choose("all", ["a", "b"], "setting") == ["a", "b"]
+    assert course.choose(" b, a ", ["a", "b"], "setting") == ["b", "a"]
+    with pytest.raises(ValueError, match="unknown setting 'dropuot' \\(did you mean 'dropout'\\?\\)"):
+        course.choose("dropuot", ["none", "dropout"], "setting")
+    with pytest.raises(ValueError, match="setting 'none' is listed twice"):
+        course.choose("none,none", ["none", "dropout"], "setting")
+    with pytest.raises(ValueError, match="no setting named"):
+        course.choose(" , ", ["none"], "setting")

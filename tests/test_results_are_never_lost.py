@@ -285,7 +285,7 @@ def test_a_test_batch_copied_over_a_training_batch_is_refused(fake_root, tmp_pat
 @pytest.mark.slow
 def test_a_model_listed_twice_stops_before_any_training(tmp_path):
     """Case 12: `-p models mlp,mlp` trained twice and recorded once."""
-    with pytest.raises(pm.PapermillExecutionError, match="models lists a model twice"):
+    with pytest.raises(pm.PapermillExecutionError, match="model 'mlp' is listed twice"):
         pm.execute_notebook(str(NOTEBOOKS / "04_resnet_comparison.ipynb"), str(tmp_path / "out.ipynb"),
                             parameters=dict(quick=True, models="mlp,mlp", pretrained=False,
                                             output_dir=str(tmp_path / "out")),

@@ -47,6 +47,8 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
     "reruns": Option("all", "comma-separated recipe names (all: every reference recipe)",
                       str),
     "models": Option("auto", "comma-separated model names (auto: what this device can train in time)", str),
+    "resnet18_metrics": Option(None, "a committed ResNet-18 run's metrics.json for notebook 04 (None: "
+                               "reports/recipes/resnet18/)", str, optional=True),
     "mlp_metrics": Option(None, "notebook 01's metrics.json for the side-by-side (None: its newest run)", str,
                           optional=True),
     "budget_sweep": Option(None, "notebook 03's sweep over epochs, its summary.csv (None: the newest under runs/, "
@@ -246,7 +248,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def _check_paths(params: dict) -> None:
     """A results file named explicitly must exist (None means: find the newest)."""
-    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "ablation_sweep", "cnn_metrics"):
+    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "ablation_sweep", "cnn_metrics", "resnet18_metrics"):
         if params.get(name) is not None and not Path(params[name]).exists():
             raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
                              f"the newest run's")
@@ -347,6 +349,9 @@ def choose(names: str, known, what: str) -> list[str]:
     for name in chosen:
         if name not in known:
             raise ValueError(f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
-    if not chosen or len(set(chosen)) < len(chosen):
-        raise ValueError(f"{what}s must name each of them at most once, and at least one: got {names!r}")
+    if not chosen:
+        raise ValueError(f"no {what} named in {names!r}: give at least one, e.g. {known[0]!r}")
+    twice = [name for i, name in enumerate(chosen) if name in chosen[:i]]
+    if twice:
+        raise ValueError(f"{what} {twice[0]!r} is listed twice in {names!r}: each runs once")
     return chosen
