@@ -138,10 +138,24 @@ def test_a_reproduction_is_judged_by_what_the_copy_and_seed_noise_explain():
 
 def test_the_results_page_shows_every_committed_rerun_with_its_verdict():
     from cifar_lab.kit import report
+    from cifar_lab.kit.reference import REFERENCE
     page = report._reproductions_section(ROOT / "reports")
-    for folder in (ROOT / "reports" / "recipes").glob("*/metrics.json"):
-        assert f"<td>{folder.parent.name}</td>" in page
-    assert page.count("<tr>") == 1 + len(list((ROOT / "reports" / "recipes").glob("*/metrics.json")))
+    reruns = [n for n in REFERENCE if (ROOT / "reports" / "recipes" / n / "metrics.json").exists()]
+    for name in reruns:
+        assert f"<td>{name}</td>" in page
+    assert page.count("<tr>") == 1 + len(reruns)
+
+
+def test_a_random_init_rerun_of_a_pretrained_recipe_is_not_judged_against_its_report(tmp_path):
+    import json
+    from cifar_lab.kit.reference import reproductions
+    folder = tmp_path / "recipes" / "003_resnet18"
+    folder.mkdir(parents=True)
+    model = {"test_acc": 0.7, "epochs": 10, "train_seconds": 3600.0, "history": {"info": {"precision": "bf16"}}}
+    (folder / "metrics.json").write_text(json.dumps({"notebook": "train", "quick": False, "params": {"pretrained": False},
+                                                      "models": {"resnet18_003": model}, "environment": {}}))
+    (row,) = reproductions(tmp_path)
+    assert row["verdict"].startswith("not comparable: random initial weights") and row["reproduced"] == "70.00%"
 
 
 def test_the_ddp_docs_say_what_torchrun_needs_of_nproc_per_node():
