@@ -244,3 +244,30 @@ def test_a_prediction_counts_only_when_made_before_the_reveal():
     assert exercises._PREDICTIONS["cnn test accuracy"] == 0.8
     assert "no prediction was recorded" in exercises.reveal("darkest channel", "blue")
     assert exercises.predict("x", None).startswith("no prediction yet")
+
+
+def test_an_exercise_cell_holds_the_answer_and_the_check_only_never_the_expected_value():
+    import json
+    import re
+    from pathlib import Path
+    from cifar_lab.kit.answers import KEY
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb")):
+        cells = [c for c in json.loads(path.read_text())["cells"] if "exercise" in c["metadata"].get("tags", [])]
+        numbers = []
+        for cell in cells:
+            first, *rest = "".join(cell["source"]).split("\n")
+            n = int(re.match(r"answer_(\d+) = None", first).group(1))
+            assert rest == [f"print(run.check({n}, answer_{n}))"], (path.name, n)
+            numbers.append(n)
+        assert numbers == sorted(KEY[path.stem]), path.name  # every exercise has a key, every key an exercise
+
+
+def test_the_answer_key_says_right_not_quite_or_what_to_do_first():
+    from cifar_lab.kit.answers import check_answer
+    g = {}
+    assert check_answer("01_mlp", 1, 3072 * 1024 + 1024, g) == "right"
+    assert check_answer("01_mlp", 1, 3072 * 1024, g).startswith("not quite: inputs x units")
+    assert check_answer("01_mlp", 4, None, g) == "not answered yet"
+    assert check_answer("01_mlp", 3, True, g).startswith("first train both")  # its runs are not there yet
+    with pytest.raises(ValueError, match="01_mlp has no exercise 9: it has 1, 2, 3, 4, 5"):
+        check_answer("01_mlp", 9, 1, g)

@@ -143,6 +143,12 @@ class Run:
     training: dict = field(default_factory=dict)  # every option `fit` gets, for `fit(model, data, **run.training)`
     metrics: dict = field(default_factory=dict)  # per trained model
     extra: dict = field(default_factory=dict)  # anything else worth keeping (saved at the top level)
+    namespace: dict = field(default_factory=dict, repr=False)  # the notebook's globals, for the answer key
+
+    def check(self, number: int, answer: Any) -> str:
+        """This notebook's exercise `number`: right, not answered yet, or a hint (the key: kit/answers.py)."""
+        from .answers import check_answer
+        return check_answer(self.notebook, number, answer, self.namespace)
 
     @property
     def shown_dir(self) -> str:
@@ -243,7 +249,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
         plots.save_figures_to(output_dir)  # every figure of the notebook lands in its run folder
         if not notebook.startswith("train_"):  # the commands record their own end
             _record_the_end(output_dir)
-    return Run(notebook, params, data, output_dir, quick, str(get_device()), training)
+    return Run(notebook, params, data, output_dir, quick, str(get_device()), training, namespace=namespace)
 
 
 def _check_paths(params: dict) -> None:
