@@ -166,8 +166,7 @@ def _combined(g: dict, answer: Any) -> str:
     if not {"dropout", "augmentation"} <= set(table.index):
         return f"settings={g['settings']!r} left dropout or augmentation out: rerun with settings='all'"
     if combined not in results:
-        return (f"first train it: setting({combined!r}, dict(fc_dropout=fc_dropout, conv_dropout=conv_dropout), "
-                "**AUGMENT)")
+        return f"first train {combined!r} with setting(...): dropout's model options with the augmentation's training options"
     mean = np.mean([r.accuracy for r in results[combined]])
     beats = bool(mean > max(table.loc["dropout", "test acc"], table.loc["augmentation", "test acc"]))
     return check(answer, beats, f"its mean is {mean:.1%}; compare it with both rows of the table")
@@ -286,14 +285,14 @@ KEY: dict[str, dict[int, Check]] = {
         2: _value(lambda g: g["data"].train_images[0].numel(), "channels x rows x columns"),
         3: _value(lambda g: g["data"].val_images[:, 0].float().mean().item(),
                   "select channel 0 with data.val_images[:, 0], convert to float, take .mean()", tolerance=0.05),
-        4: _fixed("b", "which choice keeps validation and test images unseen until they are used?"),
+        4: _fixed("c", "which choice keeps validation and test images unseen until they are used?"),
         5: _dataset_class,
     },
     "01_mlp": {
         1: _fixed(3072 * 1024 + 1024, "inputs x units weights, plus one bias per unit"),
         2: _small_mlp,
         3: _crops,
-        4: _fixed("b", "which choice names something that differs between the two measurements?"),
+        4: _fixed("a", "which choice names something that differs between the two measurements?"),
         5: _mlp_class,
     },
     "02_cnn": {
@@ -316,7 +315,7 @@ KEY: dict[str, dict[int, Check]] = {
         1: _flops_ratio,
         2: _value(lambda g: (g["table"].test_acc / g["table"].parameters).idxmax(),
                   "divide the test_acc column by the parameters column and take the largest"),
-        3: _fixed("b", "what does the block output when F learns nothing?"),
+        3: _fixed("c", "what does the block output when F learns nothing?"),
         4: _residual_block,
     },
     "05_reference_recipes": {

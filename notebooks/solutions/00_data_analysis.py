@@ -16,8 +16,8 @@ answer_2 = 3 * 32 * 32
 answer_3 = data.val_images[:, 0].float().mean().item()
 
 # %% exercise 4
-# (b): statistics of the held-out images would be information about them used in training.
-answer_4 = "b"
+# (c): statistics of the held-out images would be information about them used in training.
+answer_4 = "c"
 
 # %% exercise 5
 # One image at a time, in Python: the DataLoader calls __getitem__ 128 times per batch, which is why it is

@@ -25,8 +25,8 @@ print(f"test accuracy with crops {crop_results[4]:.1%}, without {crop_results[0]
 answer_3 = bool(crop_results[4] > crop_results[0])
 
 # %% exercise 4
-# (b): the two losses are not measured the same way; the accuracies are the fairer comparison.
-answer_4 = "b"
+# (a): the two losses are not measured the same way; the accuracies are the fairer comparison.
+answer_4 = "a"
 
 # %% exercise 5
 # Three linear layers with ReLU between them; 1,707,274 parameters (weights and biases).

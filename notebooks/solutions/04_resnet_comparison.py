@@ -12,8 +12,8 @@ answer_1 = gflops["resnet18"] / gflops["cnn"]
 answer_2 = (table.test_acc / table.parameters).idxmax()
 
 # %% exercise 3
-# (b): the identity path makes "do nothing" easy to learn, and the gradient flows along it unchanged.
-answer_3 = "b"
+# (c): the identity path makes "do nothing" easy to learn, and the gradient flows along it unchanged.
+answer_3 = "c"
 
 # %% exercise 4
 # F's layers first, then the shortcut: a 1x1 conv only where the shape changes, so the sum is defined.
