@@ -24,6 +24,12 @@ def test_report_exports_html_and_keeps_good_results_when_a_rerun_fails(tmp_path,
     assert facts and 0 < float(facts[1]) < 10  # when, how long, CPU and precision, above the lesson
     assert page.index("This report's run") < page.index('id="Class-distribution"')
     before = (reports / "99_tiny" / "metrics.json").read_text()
+    assert report.drifted(reports) == {}  # executed from today's source
+    source = tiny_notebooks / "99_tiny.ipynb"
+    nb = json.loads(source.read_text())
+    next(c for c in nb["cells"] if c["cell_type"] == "code")["source"] += "\n# a change after the report"
+    source.write_text(json.dumps(nb))
+    assert "its code differs from" in report.drifted(reports)["99_tiny"]
 
     assert report.main(["--quick", "--only", "99_tiny", "-p", "seed", "-1", "--reports", str(reports)]) == 1
     out = capsys.readouterr().out

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import notebooks
 from ..files import check_output_dir
-from ..files import atomic_write, save_json
+from ..files import atomic_write, load_json, save_json
 from .notebooks import ROOT, parse_value
 
 
@@ -88,6 +88,7 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
             pass
         raise RuntimeError(_last_error(staging / "log.txt"))
     stamp_run_facts(executed, staging / "results" / "metrics.json", time.perf_counter() - started)
+    save_json({"notebook": name, "code_cells": code_cells(source)}, staging / "results" / SOURCE_RECORD)
     page = export_html(executed, name)
     # success: swap in the new results, then the page that shows them
     final = reports / name
@@ -100,6 +101,36 @@ def run_notebook(name: str, params: dict, reports: Path, show=print) -> Path:
     shutil.move(str(executed), reports / f"{name}.ipynb")
     shutil.rmtree(staging, ignore_errors=True)  # only the log is left in it (a failed run's stays, to read)
     return atomic_write(reports / f"{name}.html", lambda f: f.write(page), mode="w")
+
+
+SOURCE_RECORD = "source_cells.json"  # the code cells of the notebook a report ran: a drift check compares them
+
+
+def code_cells(notebook: Path) -> list[str]:
+    """A notebook's code cells as text, without papermill's injected-parameters cell."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code" and
+            "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def drifted(reports: Path) -> dict[str, str]:
+    """The committed reports not executed from today's source notebook: {name: why}."""
+    found = {}
+    for record in sorted(reports.glob(f"*/{SOURCE_RECORD}")):
+        name = record.parent.name
+        try:
+            source = notebooks.source(name)
+        except ValueError:
+            found[name] = "its notebook is gone"
+            continue
+        if load_json(record)["code_cells"] != code_cells(source):
+            found[name] = f"its code differs from {notebooks.shown_path(source)}: rerun `cifar-lab report --only {name}`"
+    for metrics in sorted(reports.glob("[0-9]*/metrics.json")):
+        if not (metrics.parent / SOURCE_RECORD).exists():
+            found.setdefault(metrics.parent.name, f"it records no {SOURCE_RECORD} (made before the record existed)")
+    return found
 
 
 def run_facts(metrics_path: Path, seconds: float) -> str:
