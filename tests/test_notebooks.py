@@ -19,7 +19,7 @@ PROMISED = {
     "01_mlp": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "history.csv"],
     "02_cnn": ["learning_curves.png", "confusion_matrix.png", "per_class_accuracy.png", "predictions.png",
                "misclassified.png", "cnn_vs_mlp.png", "augmented.png"],
-    "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "sweep_summary.png"],
+    "03_regularization": ["techniques_test_acc.png", "gap_curves.png", "schedulers.png", "budget_sweep.png"],
     "04_resnet_comparison": ["comparison.png", "comparison.csv", "per_class_accuracy.png", "sweep_summary.png",
                              "plain_vs_residual.png"],
     "05_reference_recipes": ["reruns.png", "reruns.csv"],
@@ -44,6 +44,19 @@ def sweep_summary(tmp_path_factory):
     path = tmp_path_factory.mktemp("sweep") / "summary.csv"
     sweep.summarize(runs).to_csv(path, index=False)
     (path.parent / sweep.SWEEP_INFO).write_text(json.dumps({"grid": {"seed": [0, 1]}, "fixed": {"quick": True, "epochs": 1}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def budget_sweep(tmp_path_factory):
+    """A summary.csv of a sweep over epochs, as notebook 03's budget section reads it: two settings, two seeds."""
+    runs = pd.DataFrame([{"run": f"epochs={e}", "epochs": e, "seed": s, "model": m, "test_acc": acc + s / 100,
+                          "best_val_acc": acc, "train_seconds": 1.0, "quick": True}
+                         for e in (1, 2) for s in (0, 1) for m, acc in [("none", 0.5), ("augmentation", 0.5 + 0.1 * e)]])
+    path = tmp_path_factory.mktemp("budget") / "summary.csv"
+    sweep.summarize(runs).to_csv(path, index=False)
+    (path.parent / sweep.SWEEP_INFO).write_text(json.dumps({"notebook": "03_regularization",
+                                                           "grid": {"epochs": [1, 2]}, "fixed": {"seeds": 2}}))
     return path
 
 
@@ -80,11 +93,12 @@ def exercise_checks(executed):
 
 
 @pytest.mark.parametrize("name", list(PROMISED))
-def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
+def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary, budget_sweep):
     out = tmp_path / "out"
-    shows_sweeps = name in ("03_regularization", "04_resnet_comparison", "05_reference_recipes")
+    shows_sweeps = name in ("04_resnet_comparison", "05_reference_recipes")
     executed = execute(name, tmp_path, solved=True, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}),
-                       **(dict(sweep_summary=str(sweep_summary)) if shows_sweeps else {}))
+                       **(dict(sweep_summary=str(sweep_summary)) if shows_sweeps else {}),
+                       **(dict(budget_sweep=str(budget_sweep)) if name == "03_regularization" else {}))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["quick"] is True and metrics["params"]["seed"] == 1
     assert metrics["environment"]["torch"]
@@ -107,7 +121,9 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary):
         assert [r["step"] for r in metrics["ablation"]][:2] == ["full recipe", "without whitening stem"]
         assert len(metrics["ablation"]) == 8 and list(metrics["models"])[-1] == "fast"
         assert 0 < metrics["models"]["fast"]["pflops"] < 0.01
-    if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline
+    if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline; the budget sweep
+        (cell,) = [c for c in executed["cells"] if "**Takeaway** (2 epochs" in json.dumps(c.get("outputs", []))]
+        assert "augmentation +20.0 points (beyond 2 std" in json.dumps(cell["outputs"])  # 70% against 50%
         assert {s["setting"]: s["n"] for s in metrics["settings"]}["none"] == 2
         assert set(metrics["verdicts"]) >= {"dropout", "batchnorm", "augmentation", "all together"}
     if name != "00_data_analysis":  # each lesson ends in a takeaway computed from its run, shown as Markdown
