@@ -265,9 +265,30 @@ def test_an_exercise_cell_holds_the_answer_and_the_check_only_never_the_expected
 def test_the_answer_key_says_right_not_quite_or_what_to_do_first():
     from cifar_lab.kit.answers import check_answer
     g = {}
-    assert check_answer("01_mlp", 1, 3072 * 1024 + 1024, g) == "right"
-    assert check_answer("01_mlp", 1, 3072 * 1024, g).startswith("not quite: inputs x units")
+    assert check_answer("01_mlp", 1, 3 * 64 * 64 * 1024 + 1024, g) == "right"  # a 64x64 image's first layer
+    assert check_answer("01_mlp", 1, 3072 * 1024 + 1024, g).startswith("not quite: inputs")  # the 32x32 one
     assert check_answer("01_mlp", 4, None, g) == "not answered yet"
     assert check_answer("01_mlp", 3, True, g).startswith("first train both")  # its runs are not there yet
     with pytest.raises(ValueError, match="01_mlp has no exercise 9: it has 1, 2, 3, 4, 5"):
         check_answer("01_mlp", 9, 1, g)
+
+
+def test_the_keys_computed_from_a_run_refuse_a_wrong_answer():
+    from types import SimpleNamespace
+    import pandas as pd
+    import torch
+    from cifar_lab.kit.answers import check_answer
+    data = SimpleNamespace(train_images=torch.zeros(4, 3, 32, 32, dtype=torch.uint8), classes=["airplane", "cat"],
+                           val_labels=torch.tensor([1, 0, 0, 0]), val_images=torch.full((4, 3, 32, 32), 7, dtype=torch.uint8))
+    g = {"data": data}
+    assert check_answer("00_data_analysis", 1, 0.25, g) == "right" and check_answer("00_data_analysis", 1, 0.1, g) != "right"
+    assert check_answer("00_data_analysis", 2, 128 * 3072, g) == "right" and check_answer("00_data_analysis", 2, 3072, g) != "right"
+    assert check_answer("00_data_analysis", 3, 7.0, g) == "right" and check_answer("00_data_analysis", 3, 7.2, g) != "right"
+    table = pd.DataFrame({"gap": [0.3, 0.1], "test acc": [0.5, 0.6], "test acc std": [0.01, 0.01], "n": [1, 1]},
+                         index=["none", "label smoothing"])
+    g = {"table": table, "settings": "all"}
+    assert check_answer("03_regularization", 1, "none", g) == "right" and check_answer("03_regularization", 1, "label smoothing", g) != "right"
+    assert "rerun with seeds=2" in check_answer("03_regularization", 2, True, g)  # one seed: no spread to judge by
+    parameters = pd.DataFrame({"test_acc": [0.5, 0.8], "parameters": [1_000_000, 4_000_000]}, index=["mlp", "cnn"])
+    assert check_answer("04_resnet_comparison", 2, "mlp", {"table": parameters}) == "right"
+    assert check_answer("04_resnet_comparison", 2, "cnn", {"table": parameters}) != "right"

@@ -69,6 +69,11 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
     (tmp_path / "01_mlp" / "metrics.json").write_text("{}")
     assert report.committed_inputs("03_regularization", {"sweep_summary", "epochs"}, tmp_path) == {
         "sweep_summary": str((tmp_path / "sweep_03" / "summary.csv").resolve())}
+    (tmp_path / "sweep_04_models").mkdir()  # a sweep over models and seeds (04's documented command) is found
+    (tmp_path / "sweep_04_models" / "summary.csv").write_text("setting,model\n")
+    (tmp_path / "sweep_04_models" / "sweep.json").write_text('{"grid": {"model": ["mlp"], "seed": [0, 1]}, "fixed": {}}')
+    assert report.committed_inputs("04_resnet_comparison", {"sweep_summary"}, tmp_path) == {
+        "sweep_summary": str((tmp_path / "sweep_04_models" / "summary.csv").resolve())}
     (tmp_path / "sweep_03_budgets").mkdir()  # a sweep over epochs: the budget section's, never the seeds section's
     (tmp_path / "sweep_03_budgets" / "summary.csv").write_text("setting,model\n")
     (tmp_path / "sweep_03_budgets" / "sweep.json").write_text('{"grid": {"epochs": [15, 60]}, "fixed": {}}')

@@ -277,8 +277,8 @@ def newest_summary(notebook: str, over: str | None = None, folders: tuple[Path, 
                    kind: str = "") -> Path | None:
     """The newest sweep summary of a notebook: the user's own under runs/ first, else the one shipped in reports/.
 
-    With `over` (e.g. "epochs"), only sweeps whose grid varies it; without, only sweeps over seeds (or older
-    ones that recorded no grid), so that a budget sweep is never taken for a multi-seed one. `kind` narrows
+    With `over` (e.g. "epochs"), only sweeps whose grid varies it; without, only sweeps that vary no budget
+    (seeds, models, or older ones that recorded no grid), so that a budget sweep is never taken for another. `kind` narrows
     the folder's name: "_ablation" finds only sweep_06_ablation*.
     """
     number = notebook[:2]
@@ -290,9 +290,13 @@ def newest_summary(notebook: str, over: str | None = None, folders: tuple[Path, 
     return None
 
 
+BUDGETS = {"epochs", "fast_epochs", "ablation_epochs"}  # a sweep over one of these is a budget sweep
+
+
 def _varies(path: Path, over: str | None) -> bool:
+    """Whether a sweep varies `over`; with None, whether it varies no budget (seeds, models, learning rates)."""
     grid = set(_sweep_info(path)[1].get("grid", {}))
-    return over in grid if over else grid <= {"seed"}
+    return over in grid if over else not grid & BUDGETS
 
 
 def newest(notebook: str, path: str | Path | None = None, budget: dict | None = None,

@@ -2,8 +2,9 @@
 # `answer_N = None` of that exercise's cell (the tests run the notebook that way, so these never rot).
 
 # %% exercise 1
-# A Linear(3072, 1024) layer holds a 1024 x 3072 weight matrix and 1024 biases.
-answer_1 = 3072 * 1024 + 1024
+# A 64x64 image has 3 x 64 x 64 = 12,288 inputs: a 1024 x 12,288 weight matrix and 1024 biases, four times the
+# 32x32 layer's weights. An MLP's first layer grows with the image; a convolution's does not.
+answer_1 = 3 * 64 * 64 * 1024 + 1024
 
 # %% exercise 2
 # 1,708,810 parameters against 3,679,754 (2.15 times fewer) and, after 2 epochs, usually only a few points below

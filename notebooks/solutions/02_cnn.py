@@ -2,8 +2,8 @@
 # `answer_N = None` of that exercise's cell (the tests run the notebook that way, so these never rot).
 
 # %% exercise 1
-# 32 filters, each 3 channels x 3 x 3; no bias since BatchNorm follows.
-answer_1 = 32 * 3 * 3 * 3
+# 32 filters, each 3 channels x 5 x 5; no bias since BatchNorm follows (2,400 against the 3x3 layer's 864).
+answer_1 = 32 * 3 * 5 * 5
 
 # %% exercise 2
 # The largest off-diagonal cell of the counts matrix. On CIFAR-10 it is nearly always cat -> dog or

@@ -17,8 +17,3 @@ answer_2 = torch.cov(patches.T)
 # f**3 = 0.5 / 0.95**5, so f = (0.5 / 0.7738) ** (1/3), about 0.865: the averaging bites only in the last
 # seventh of the run, once the learning rate has come down.
 answer_3 = (0.5 / 0.95 ** 5) ** (1 / 3)
-
-# %% exercise 4
-# Usually "mirror": the mirror image is a new view the network was trained on (flips), while a 1-pixel
-# shift changes little after training with 2-pixel translations. The table above says for this model.
-answer_4 = "mirror" if levels[1] - levels[0] >= levels[2] - levels[1] else "shifts"
