@@ -116,6 +116,7 @@ def test_two_reports_of_one_notebook_at_once_keep_each_others_staging(tmp_path, 
     monkeypatch.setattr(notebooks, "declared", lambda source: {})
     monkeypatch.setattr(report, "committed_inputs", lambda *args: {})
     monkeypatch.setattr(notebooks, "source", lambda name: tmp_path / f"{name}.ipynb")
+    (tmp_path / "99_tiny.ipynb").write_text(json.dumps(tiny))  # the source whose code cells the report records
     report.run_notebook("99_tiny", {}, reports)
     assert seen == [True, True, True, True]  # the first run's results survived the second's start
     assert json.loads((reports / "99_tiny" / "metrics.json").read_text())["pid"] == report.os.getpid()  # last done
