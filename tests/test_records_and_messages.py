@@ -183,7 +183,16 @@ def test_a_malformed_sweep_summary_does_not_stop_the_report_index(tmp_path):
     assert "summary.csv cannot be read" in page and "sweep_x" in page
 
 
-def test_ctrl_c_during_a_checkpoint_write_waits_for_the_write_then_stops(tmp_path):
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """Python's own SIGINT handler, as in a terminal: a background job (`cmd &` in a script) inherits SIG_IGN."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_checkpoint_write_waits_for_the_write_then_stops(tmp_path, ctrl_c_as_in_a_terminal):
     """Ctrl-C while last.pt is written broke torch.save in C++ ("enforce fail"); now it lands after the write."""
     import os
     import signal
@@ -197,6 +206,18 @@ def test_ctrl_c_during_a_checkpoint_write_waits_for_the_write_then_stops(tmp_pat
         atomic_write(tmp_path / "last.pt", write)
     assert torch.load(tmp_path / "last.pt")["weights"].sum() == 1000  # whole and readable
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_ctrl_c_stays_ignored_through_a_write(tmp_path):
+    import os
+    import signal
+    from cifar_lab.files import atomic_write
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job runs
+    try:
+        atomic_write(tmp_path / "x.txt", lambda f: (os.kill(os.getpid(), signal.SIGINT), f.write("whole")), mode="w")
+        assert (tmp_path / "x.txt").read_text() == "whole" and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_report_that_cannot_copy_its_failure_names_the_folder_that_holds_it(tmp_path, monkeypatch, capsys):
