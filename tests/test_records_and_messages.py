@@ -290,6 +290,9 @@ def test_the_answer_key_says_right_not_quite_or_what_to_do_first():
     assert check_answer("01_mlp", 1, 3072 * 1024 + 1024, g).startswith("not quite: inputs")  # the 32x32 one
     assert check_answer("01_mlp", 4, None, g) == "not answered yet"
     assert check_answer("01_mlp", 3, True, g).startswith("first train both")  # its runs are not there yet
+    assert check_answer("03_regularization", 5, None, g) == "not answered yet"  # a coding task not tried yet
+    measured, said = check_answer("03_regularization", 5, lambda x, p, training: x, g).split("\n")
+    assert measured.startswith("zeroed: yours 0.0000") and said.startswith("not quite: keep = ")  # runs the code
     with pytest.raises(ValueError, match="01_mlp has no exercise 9: it has 1, 2, 3, 4, 5"):
         check_answer("01_mlp", 9, 1, g)
 

@@ -25,17 +25,28 @@ def _fixed(expected: Any, hint: str) -> Check:
     return lambda g, answer: check(answer, expected, hint)
 
 
+def _coding_task(hint: str) -> Callable[[Callable[[dict, Any], tuple[str, bool]]], Check]:
+    """A check that runs the student's code: `run(globals, answer)` gives (what it measured, passed)."""
+    def wrap(run: Callable[[dict, Any], tuple[str, bool]]) -> Check:
+        def checked(g: dict, answer: Any) -> str:
+            if answer is None:
+                return check(None, True, hint)
+            measured, passed = run(g, answer)
+            return f"{measured}\n{check(bool(passed), True, hint)}"
+        checked.__doc__ = run.__doc__
+        return checked
+    return wrap
+
+
 # ---------------------------------------------------------------- 00: the data
 
 
-def _dataset_class(g: dict, answer: Any) -> str:
+@_coding_task("return (normalised float image, int label); the image must equal the normalised original or its "
+              "mirror (flip the last axis)")
+def _dataset_class(g: dict, answer: Any) -> tuple[str, bool]:
     """00.5: a torchvision-style Dataset over the training split, then timed against the kit's loader."""
     import torch
 
-    hint = ("return (normalised float image, int label); the image must equal the normalised original or its "
-            "mirror (flip the last axis)")
-    if answer is None:
-        return check(None, True, hint)
     data = g["data"]
     mean, std = g["channel_stats"](data.train_images)
     dataset = answer(data.train_images, data.train_labels, mean, std)
@@ -51,8 +62,7 @@ def _dataset_class(g: dict, answer: Any) -> str:
         for _, (x, y) in zip(range(20), loader):
             seen += len(y)
         speed[name] = seen / (time.perf_counter() - started)
-    timing = ", ".join(f"{k}: {v:,.0f} images/s" for k, v in speed.items())
-    return f"{timing}\n{check(ok, True, hint)}"
+    return ", ".join(f"{k}: {v:,.0f} images/s" for k, v in speed.items()), ok
 
 
 # ---------------------------------------------------------------- 01: the MLP
@@ -79,21 +89,18 @@ def _crops(g: dict, answer: Any) -> str:
     return check(answer, bool(results[4] > results[0]), "compare crop_results[4] with crop_results[0]")
 
 
-def _mlp_class(g: dict, answer: Any) -> str:
+@_coding_task("nn.Flatten(), then three nn.Linear layers with nn.ReLU between them; forward returns the logits")
+def _mlp_class(g: dict, answer: Any) -> tuple[str, bool]:
     """01.5: the MLP as the student's own nn.Module, counted, run and trained one epoch with fit."""
     import torch
 
-    hint = "nn.Flatten(), then three nn.Linear layers with nn.ReLU between them; forward returns the logits"
-    if answer is None:
-        return check(None, True, hint)
     mine = answer()
     shape_ok = tuple(mine(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
     count_ok = g["count_parameters"](mine) == 3072 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
     g["fit"](mine, g["data"], **{**g["run"].training, "epochs": 1}, progress=False, verbose=False)  # 01's recipe
     accuracy = g["evaluate"](mine, g["data"], "test").accuracy
     learnt = g["run"].quick or accuracy > 0.2  # synthetic data in quick mode: nothing to learn
-    return (f"your MLP after one epoch: {accuracy:.1%} test accuracy (chance: 10%)\n"
-            f"{check(shape_ok and count_ok and learnt, True, hint)}")
+    return f"your MLP after one epoch: {accuracy:.1%} test accuracy (chance: 10%)", shape_ok and count_ok and learnt
 
 
 # ---------------------------------------------------------------- 02: the CNN
@@ -130,18 +137,16 @@ def _mirrored(g: dict, answer: Any) -> str:
                                   "mirrored images: the flip parameter)"))
 
 
-def _conv_block(g: dict, answer: Any) -> str:
+@_coding_task("nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), twice (the second "
+              "conv from c_out to c_out), then nn.MaxPool2d(2)")
+def _conv_block(g: dict, answer: Any) -> tuple[str, bool]:
     """02.5: the student's conv block against the CNN's first block, and three of them stacked."""
     import torch
 
-    hint = ("nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), twice (the second "
-            "conv from c_out to c_out), then nn.MaxPool2d(2)")
-    if answer is None:
-        return check(None, True, hint)
     count, first = g["count_parameters"], answer(3, 32)
     same = count(first) == count(g["model"].features[:7])  # the CNN's first block: 7 layers
     shape = tuple(torch.nn.Sequential(first, answer(32, 64), answer(64, 128))(torch.zeros(2, 3, 32, 32)).shape)
-    return f"your three blocks: (2, 3, 32, 32) -> {shape}\n{check(same and shape == (2, 128, 4, 4), True, hint)}"
+    return f"your three blocks: (2, 3, 32, 32) -> {shape}", same and shape == (2, 128, 4, 4)
 
 
 # ---------------------------------------------------------------- 03: regularisation
@@ -168,25 +173,24 @@ def _combined(g: dict, answer: Any) -> str:
     if not {"dropout", "augmentation"} <= set(table.index):
         return f"settings={g['settings']!r} left dropout or augmentation out: rerun with settings='all'"
     if combined not in results:
-        return f"first train {combined!r} with setting(...): dropout's model options with the augmentation's training options"
+        return (f"first train {combined!r} with setting(...): dropout's model options with the augmentation's "
+                "training options")
     mean = np.mean([r.accuracy for r in results[combined]])
     beats = bool(mean > max(table.loc["dropout", "test acc"], table.loc["augmentation", "test acc"]))
     return check(answer, beats, f"its mean is {mean:.1%}; compare it with both rows of the table")
 
 
-def _dropout(g: dict, answer: Any) -> str:
+@_coding_task("keep = torch.rand_like(x) >= p; return x * keep / (1 - p) in training, x otherwise")
+def _dropout(g: dict, answer: Any) -> tuple[str, bool]:
     """03.5: the student's dropout against torch.nn.functional.dropout on a million ones."""
     import torch
 
-    hint = "keep = torch.rand_like(x) >= p; return x * keep / (1 - p) in training, x otherwise"
-    if answer is None:
-        return check(None, True, hint)
     ones = torch.ones(1_000_000)
     mine, torchs = answer(ones, 0.3, True), torch.nn.functional.dropout(ones, 0.3, True)
     same = bool(abs((mine == 0).float().mean() - 0.3) < 0.005 and torch.allclose(mine[mine != 0], torch.tensor(1 / 0.7))
                 and torch.equal(answer(ones, 0.3, False), ones))
     return (f"zeroed: yours {(mine == 0).float().mean():.4f}, PyTorch's {(torchs == 0).float().mean():.4f}; mean: "
-            f"yours {mine.mean():.4f}, PyTorch's {torchs.mean():.4f}\n{check(same, True, hint)}")
+            f"yours {mine.mean():.4f}, PyTorch's {torchs.mean():.4f}"), same
 
 
 # ---------------------------------------------------------------- 04: ResNets
@@ -199,15 +203,13 @@ def _flops_ratio(g: dict, answer: Any) -> str:
     return check(answer, ratio, "divide the two GFLOPs/image values", tolerance=0.1 * ratio)
 
 
-def _residual_block(g: dict, answer: Any) -> str:
+@_coding_task("register F's layers in order (conv1, bn1, conv2, bn2) and the shortcut after them; forward: "
+              "torch.relu(bn2(conv2(torch.relu(bn1(conv1(x))))) + shortcut(x))")
+def _residual_block(g: dict, answer: Any) -> tuple[str, bool]:
     """04.4: the student's residual block against ResNet-18's, and its identity path with F = 0."""
     import torch
     from ..resnets import BasicBlock
 
-    hint = ("register F's layers in order (conv1, bn1, conv2, bn2) and the shortcut after them; forward: "
-            "torch.relu(bn2(conv2(torch.relu(bn1(conv1(x))))) + shortcut(x))")
-    if answer is None:
-        return check(None, True, hint)
     count = g["count_parameters"]
     sizes_ok = all(count(answer(*a)) == count(BasicBlock(*a)) and
                    answer(*a)(torch.zeros(2, a[0], 16, 16)).shape == BasicBlock(*a)(torch.zeros(2, a[0], 16, 16)).shape
@@ -217,8 +219,7 @@ def _residual_block(g: dict, answer: Any) -> str:
     torch.nn.init.zeros_(last_bn.weight), torch.nn.init.zeros_(last_bn.bias)  # F(x) = 0 now
     x = torch.randn(2, 16, 8, 8)
     passes = torch.allclose(block(x), torch.relu(x), atol=1e-6)
-    return (f"sizes as ResNet-18's block: {sizes_ok}; with F = 0 the input passes through: {passes}\n"
-            f"{check(sizes_ok and passes, True, hint)}")
+    return f"sizes as ResNet-18's block: {sizes_ok}; with F = 0 the input passes through: {passes}", sizes_ok and passes
 
 
 # ---------------------------------------------------------------- 05: the reference reports
@@ -284,7 +285,8 @@ KEY: dict[str, dict[int, Check]] = {
         5: _dataset_class,
     },
     "01_mlp": {
-        1: _fixed(3 * 64 * 64 * 1024 + 1024, "inputs (channels x rows x columns) x units weights, plus one bias per unit"),
+        1: _fixed(3 * 64 * 64 * 1024 + 1024,
+                  "inputs (channels x rows x columns) x units weights, plus one bias per unit"),
         2: _small_mlp,
         3: _crops,
         4: _fixed("a", "which choice names something that differs between the two measurements?"),
