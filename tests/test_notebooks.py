@@ -12,6 +12,7 @@ from cifar_lab.kit import sweep
 pytestmark = pytest.mark.slow  # papermill, subprocesses: the slow tier
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+TEACHER = NOTEBOOKS.parent / "teacher" / "source"  # nbgrader's source folder: the lessons with their solutions
 
 PROMISED = {
     "00_data_analysis": ["class_distribution.png", "examples_per_class.png", "channel_histograms.png",
@@ -61,28 +62,16 @@ def budget_sweep(tmp_path_factory):
 
 
 def execute(name, tmp_path, solved=False, **params):
-    source = with_solutions(name, tmp_path) if solved else NOTEBOOKS / f"{name}.ipynb"
+    """Run the notebook as it ships, or (`solved`) the teacher's copy: worked solutions and hidden tests in."""
+    source = TEACHER / name / f"{name}.ipynb" if solved else NOTEBOOKS / f"{name}.ipynb"
     return pm.execute_notebook(str(source), str(tmp_path / f"{name}.out.ipynb"),
                                parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
 
 
 def solutions(name):
-    """notebooks/solutions/NAME.py as {exercise number: its code}."""
-    text = (NOTEBOOKS / "solutions" / f"{name}.py").read_text()
-    parts = re.split(r"^# %% exercise (\d+)\n", text, flags=re.M)
-    return {int(n): code.strip() for n, code in zip(parts[1::2], parts[2::2])}
-
-
-def with_solutions(name, tmp_path):
-    """A copy of the notebook whose exercise cells hold the worked solutions instead of `answer_N = None`."""
-    nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
-    for n, code in solutions(name).items():
-        (cell,) = [c for c in nb["cells"] if "".join(c["source"]).startswith(f"answer_{n} = None")]
-        text = "".join(cell["source"])
-        cell["source"] = code + "\n" + text.split("\n", 1)[1]
-    path = tmp_path / f"{name}.solved.ipynb"
-    path.write_text(json.dumps(nb))
-    return path
+    """The teacher's copy's solution cells (nbgrader's `solution` cells), one per exercise."""
+    cells = json.loads((TEACHER / name / f"{name}.ipynb").read_text())["cells"]
+    return [c for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
 
 
 def exercise_checks(executed):
@@ -130,7 +119,7 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary, 
         shown = [o["data"]["text/markdown"] for c in executed["cells"] for o in c.get("outputs", [])
                  if "text/markdown" in o.get("data", {})]
         assert any("**Takeaway" in "".join(m) for m in shown), name
-    checks = exercise_checks(executed)  # every worked solution passes its exercise's check
+    checks = exercise_checks(executed)  # every worked solution passes its exercise's check (and its hidden test ran)
     assert len(checks) == len(solutions(name)) >= 3 and all(c.strip() == "right" for c in checks), checks
     if shows_sweeps:  # the sweep's table is displayed, with the quick-mode warning
         (cell,) = [c for c in executed["cells"] if "sweep.newest(" in (s := "".join(c["source"])) and "budget_sweep" not in s]
@@ -153,7 +142,7 @@ def test_bad_parameters_stop_at_the_first_cell_with_a_message(params, message, t
 
 
 def test_source_notebooks_are_clean_and_parameterised():
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")) + sorted(TEACHER.glob("*/*.ipynb")):
         nb = json.loads(path.read_text())
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert not any(c["outputs"] or c["execution_count"] for c in code), f"{path.name} has outputs"
@@ -190,6 +179,6 @@ def test_runs_never_share_a_folder_and_a_used_one_is_refused(tmp_path):
 def test_the_colab_badge_and_install_cell_use_pyprojects_repository():
     from cifar_lab.kit import colab
     want = colab.notebook_sources(colab.repository())
-    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")) + sorted(TEACHER.glob("*/*.ipynb")):
         text = colab.sources(path)
         assert want["badge"] + path.name in text and want["install"] in text, path.name

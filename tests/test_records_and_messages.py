@@ -272,13 +272,14 @@ def test_an_exercise_cell_holds_the_answer_and_the_check_only_never_the_expected
     import re
     from pathlib import Path
     from cifar_lab.kit.answers import KEY
+    STUB = "# YOUR ANSWER HERE (replace None above)"  # teacher/nbgrader_config.py's ClearSolutions.code_stub
     for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb")):
         cells = [c for c in json.loads(path.read_text())["cells"] if "exercise" in c["metadata"].get("tags", [])]
         numbers = []
         for cell in cells:
             first, *rest = "".join(cell["source"]).split("\n")
             n = int(re.match(r"answer_(\d+) = None", first).group(1))
-            assert rest == [f"print(run.check({n}, answer_{n}))"], (path.name, n)
+            assert rest == [STUB, f"print(run.check({n}, answer_{n}))"], (path.name, n)  # nbgrader's stub between
             numbers.append(n)
         assert numbers == sorted(KEY[path.stem]), path.name  # every exercise has a key, every key an exercise
 

@@ -31,6 +31,9 @@ def _coding_task(hint: str) -> Callable[[Callable[[dict, Any], tuple[str, bool]]
         def checked(g: dict, answer: Any) -> str:
             if answer is None:
                 return check(None, True, hint)
+            if not callable(answer):  # e.g. a number, or an instance where the class was asked for
+                return (f"not quite: the answer is your code itself (the class or function, not called), "
+                        f"not the {type(answer).__name__} {answer!r:.40}")
             measured, passed = run(g, answer)
             return f"{measured}\n{check(bool(passed), True, hint)}"
         checked.__doc__ = run.__doc__

@@ -7,6 +7,7 @@
     cifar-lab bench                               the kit's loader and training step against the textbook's
     cifar-lab jpeg SRC DST                        a copy of the data, JPEG-compressed once more
     cifar-lab colab OWNER/REPO                    point the notebooks' Colab badges at your fork
+    cifar-lab release                             the students' notebooks from the teacher's copies (nbgrader)
 
 `cifar-lab COMMAND --help` lists each command's options; `python -m cifar_lab.kit.COMMAND` runs the same.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = ("train", "fast", "report", "sweep", "bench", "jpeg", "colab")
+COMMANDS = ("train", "fast", "report", "sweep", "bench", "jpeg", "colab", "release")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,8 @@ def write(repo: str | None = None) -> list[str]:
         PYPROJECT.write_text(URL_LINE.sub(f'Repository = "https://{repo}"', PYPROJECT.read_text()))
     want = notebook_sources(repository())
     changed = []
-    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    teachers = sorted((ROOT / "teacher" / "source").glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb"))  # nbgrader's sources
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) + teachers:
         nb = json.loads(path.read_text())
         before = json.dumps(nb)
         for cell in nb["cells"]:
@@ -51,7 +52,7 @@ def write(repo: str | None = None) -> list[str]:
             cell["source"] = INSTALL.sub(want["install"], BADGE.sub(want["badge"], text)).splitlines(keepends=True)
         if json.dumps(nb) != before:
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            changed.append(path.name)
+            changed.append(str(path.relative_to(ROOT)))
     return changed
 
 

@@ -3,8 +3,8 @@
 An exercise cell holds the student's answer and `print(run.check(1, answer_1))`; the expected value and the
 hint live in the answer key (kit/answers.py), which calls `check` below. A prediction is recorded
 before the run that reveals it (`predict`), and shown beside the result after it (`reveal`). Worked solutions live in
-`notebooks/solutions/NN_*.py` (one `# %% exercise N` section each), out of the student's way; the tests run
-every notebook with its solutions filled in and require every check to say "right".
+the teacher's copies (teacher/source/, nbgrader's format: kit/release.py), out of the student's way; the tests
+run every teacher's copy and require every check to say "right".
 """
 from __future__ import annotations
 
