@@ -73,3 +73,27 @@ def test_the_cpu_shims_restore_everything_they_change():
     with versus.cpu_shims("fp32"):
         assert torch.zeros(2).half().dtype == torch.float32 and torch.zeros(2).cuda().device.type == "cpu"
     assert (torch.cuda.Event, torch.Tensor.half, torch.nn.Module.cuda, torch.nn.BatchNorm2d.forward) == before
+
+
+@pytest.mark.slow
+def test_an_interrupted_comparison_resumes_with_the_runs_it_finished_kept(tmp_path, fake_root, monkeypatch):
+    pytest.importorskip("airbench")
+    from cifar_lab.kit import versus
+
+    def kit_fails(*args, **kwargs):
+        raise KeyboardInterrupt
+    command = ["--versus", "airbench", "--quick", "--data-dir", str(fake_root), "--seeds", "0",
+               "--output-dir", str(tmp_path / "out")]
+    real_kit_run = versus.kit_run
+    monkeypatch.setattr(versus, "kit_run", kit_fails)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(command)
+    first = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    with pytest.raises(SystemExit):  # the folder holds an unfinished comparison: refused without --resume
+        bench.main(command)
+    monkeypatch.setattr(versus, "kit_run", real_kit_run)
+    monkeypatch.setattr(versus, "airbench_run", lambda *a, **k: pytest.fail("airbench's finished run was retrained"))
+    assert bench.main(command + ["--resume"]) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert result["runs"][0] == first and [r["implementation"] for r in result["runs"]] == \
+        ["airbench94", "cifar_lab fast recipe"] and "accuracy_ratio" in result

@@ -242,6 +242,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--versus: the seeds of each")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="--versus: both train in this precision (default fp32: see cifar_lab/kit/versus.py)")
+    parser.add_argument("--resume", action="store_true", help="--versus: go on with an interrupted comparison in "
+                        "--output-dir, keeping its finished runs")
     parser.add_argument("--output-dir", default=None, help="--versus: results folder, new or empty "
                         "(default runs/versus_airbench_DATE-TIME)")
     args = parser.parse_args(argv)
@@ -275,8 +277,11 @@ def _versus(args, parser) -> int:
     if importlib.util.find_spec("airbench") is None:
         parser.error("airbench is not installed: pip install -e '.[bench]' (or pip install airbench)")
     folder = Path(args.output_dir) if args.output_dir else runs.new_folder("runs", "versus_airbench")
+    params, done = {"seeds": args.seeds, "quick": args.quick, "data_dir": args.data_dir}, []
     try:
-        runs.claim(folder, {"seeds": args.seeds, "quick": args.quick, "data_dir": args.data_dir}, "bench", hold=False)
+        if args.resume:  # an interrupted comparison: keep its finished runs, train the others
+            done = versus.resumable(folder, args.precision, args.quick)
+        runs.claim(folder, params, "bench", resume=args.resume, hold=False)
     except ValueError as e:
         parser.error(str(e))
     environment = environment_info()
@@ -285,7 +290,8 @@ def _versus(args, parser) -> int:
         save_json({**result, "environment": environment}, folder / "results.json")
 
     with tempfile.TemporaryDirectory(prefix="airbench_data_") as scratch:  # a data copy never lands among results
-        result = versus.versus(args.data_dir, Path(scratch), args.seeds, args.precision, quick=args.quick, save=save)
+        result = versus.versus(args.data_dir, Path(scratch), args.seeds, args.precision, quick=args.quick, save=save,
+                               done=done)
     runs.finish(folder, "finished")
     for name, s in result["summary"].items():
         spread = f" ± {s['test_acc_std']:.2%}" if s["test_acc_std"] is not None else " (one seed)"

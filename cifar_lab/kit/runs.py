@@ -58,7 +58,8 @@ def claim(folder: str | Path, params: dict[str, Any], kind: str, resume: bool = 
             if left:
                 raise RunFolderError(f"{folder} already holds results ({', '.join(left)}); choose another folder, "
                                      f"or delete it to start again")
-        elif record.get("status") != "finished" and resume and not (folder / "checkpoints" / "last.pt").exists():
+        elif record.get("status") != "finished" and resume and not any(
+                (folder / n).exists() for n in ("checkpoints/last.pt", "results.json")):  # a training's, a bench's
             raise RunFolderError(f"nothing to resume in {folder}: it holds no checkpoints/last.pt (the run ended "
                                  f"before its first epoch, or the file was deleted); start without --resume "
                                  f"and with another folder")

@@ -2,6 +2,7 @@
 
     pip install -e ".[bench]"                     # airbench (PyPI, K. Jordan), never needed by the course
     cifar-lab bench --versus airbench --seeds 0 1 --output-dir reports/versus_airbench
+    cifar-lab bench --versus airbench --seeds 0 1 --output-dir reports/versus_airbench --resume  # after a stop
 
 Both train on all 50,000 training images of the data folder (airbench's protocol; the kit holds out one
 image, as its loader needs a validation split) and are tested on the 10,000 test images with their own
@@ -27,6 +28,8 @@ from ..data import FOLDER, TEST_FILES, TRAIN_FILES, find_cifar10, load_cifar10, 
 from ..evaluate import evaluate
 from ..fast import fast_options, train_fast, tta_flops
 from ..models import flops_per_image
+
+KIT = "cifar_lab fast recipe"
 
 
 def write_airbench_data(data_dir: str | Path | None, folder: Path, limit: int | None = None) -> Path:
@@ -145,24 +148,42 @@ def kit_run(data_dir: str | Path | None, seed: int, precision: str, epochs: floa
     seconds = time.perf_counter() - started
     result = evaluate(model, data, "test", tta=options["tta"])
     flops = history.info["flops"] + tta_flops(history, len(data.test_labels), options["tta"])
-    return {"implementation": "cifar_lab fast recipe", "seed": seed, "test_acc": result.accuracy, "seconds": seconds,
+    return {"implementation": KIT, "seed": seed, "test_acc": result.accuracy, "seconds": seconds,
             "flops": float(flops), "epochs": options["epochs"], "train_images": len(data.train_labels)}
 
 
+def resumable(folder: Path, precision: str, quick: bool) -> list[dict]:
+    """The finished runs of an interrupted comparison in `folder` (its results.json), if it ran as asked now."""
+    from ..files import load_json
+
+    path = Path(folder) / "results.json"
+    if not path.exists():
+        raise ValueError(f"nothing to resume in {folder}: it holds no results.json; start without --resume")
+    saved = load_json(path)
+    if (saved.get("precision"), saved.get("quick")) != (precision, quick):
+        raise ValueError(f"{folder} ran in {saved.get('precision')} with quick={saved.get('quick')}; resume it the "
+                         f"same way (--precision {saved.get('precision')}{' --quick' if saved.get('quick') else ''})")
+    return saved["runs"]
+
+
 def versus(data_dir: str | Path | None, folder: Path, seeds: list[int], precision: str = "fp32",
-           quick: bool = False, show=print, save=None) -> dict:
+           quick: bool = False, show=print, save=None, done: list[dict] | None = None) -> dict:
     """Both implementations in `precision`, interleaved seed by seed; each run as a row, and mean, std and ratios.
 
     `folder` holds airbench's copy of the data; `save(result)` is called after every run, so that an
-    interrupted comparison keeps the runs it finished. fp32 by default: under the CPU's bf16 autocast airbench94's own training stays at chance (measured:
+    interrupted comparison keeps the runs it finished, and `done` (its runs) resumes it. fp32 by default: under the CPU's bf16 autocast airbench94's own training stays at chance (measured:
     10.0% after one epoch on the JPEG-q75 copy; 15.5% against fp32's 100% on synthetic data), even with its
     whitening and batch norm kept in fp32 as CUDA's autocast would.
     """
     write_airbench_data(data_dir, folder, limit=2000 if quick else None)
-    rows, result = [], {}
+    rows = list(done or [])
+    result = _summary(rows, precision, quick) if rows else {}
     for seed in seeds:
-        for run in (lambda: airbench_run(folder, seed, precision, *((1, 100) if quick else ())),
-                    lambda: kit_run(data_dir, seed, precision, 1 if quick else None, quick)):
+        for name, run in (("airbench94", lambda: airbench_run(folder, seed, precision, *((1, 100) if quick else ()))),
+                          (KIT, lambda: kit_run(data_dir, seed, precision, 1 if quick else None, quick))):
+            if any(r["implementation"] == name and r["seed"] == seed for r in rows):
+                show(f"{name}, seed {seed}: done before, kept")
+                continue
             rows.append(row := run())
             show(f"{row['implementation']}, seed {seed}: {row['test_acc']:.2%} in {row['seconds']:.0f} s, "
                  f"{row['flops'] / 1e15:.3f} PFLOPs", flush=True)
@@ -175,7 +196,7 @@ def versus(data_dir: str | Path | None, folder: Path, seeds: list[int], precisio
 def _summary(rows: list[dict], precision: str, quick: bool) -> dict:
     """The runs so far, with each implementation's mean, std and the kit-over-airbench ratios (once both ran)."""
     summary = {}
-    for name in ("airbench94", "cifar_lab fast recipe"):
+    for name in ("airbench94", KIT):
         mine = [r for r in rows if r["implementation"] == name]
         if not mine:
             continue
@@ -185,7 +206,7 @@ def _summary(rows: list[dict], precision: str, quick: bool) -> dict:
                          "pflops": mine[0]["flops"] / 1e15}
     result = {"runs": rows, "summary": summary, "precision": precision, "quick": quick}
     if len(summary) == 2:
-        kit, peer = summary["cifar_lab fast recipe"], summary["airbench94"]
+        kit, peer = summary[KIT], summary["airbench94"]
         result["accuracy_ratio"] = kit["test_acc_mean"] / peer["test_acc_mean"]
         result["speed_ratio"] = peer["seconds_mean"] / kit["seconds_mean"]  # > 1: the kit is faster
     return result
