@@ -108,8 +108,9 @@ def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary, 
         assert metrics["models"]["004a"]["parameters"] == 5_295_242 and metrics["models"]["000"]["reported"] == "86.20%"
     if name == "06_fast_training":  # the full recipe and each of 7 methods left out; the recipe's FLOPs
         assert [r["step"] for r in metrics["ablation"]][:2] == ["full recipe", "without whitening stem"]
-        assert len(metrics["ablation"]) == 8 and list(metrics["models"])[-1] == "fast"
+        assert len(metrics["ablation"]) == 8 and list(metrics["models"])[-2:] == ["fast", "02 CNN, same seconds"]
         assert 0 < metrics["models"]["fast"]["pflops"] < 0.01
+        assert "02's CNN, given the same seconds" in json.dumps(executed["cells"])  # the race, in the takeaway
     if name == "03_regularization":  # every setting over 2 seeds, judged against the baseline; the budget sweep
         (cell,) = [c for c in executed["cells"] if "**Takeaway** (2 epochs" in json.dumps(c.get("outputs", []))]
         assert "augmentation +20.0 points (beyond 2 std" in json.dumps(cell["outputs"])  # 70% against 50%

@@ -86,7 +86,7 @@ def test_reports_read_only_committed_sweeps_and_results(tmp_path):
     (tmp_path / "sweep_06_ablation").mkdir()  # 06's leave-one-out sweep, found by its name
     (tmp_path / "sweep_06_ablation" / "summary.csv").write_text("setting,model\n")
     (tmp_path / "sweep_06_ablation" / "sweep.json").write_text('{"grid": {"seed": [0, 1, 2]}, "fixed": {}}')
-    assert report.committed_inputs("06_fast_training", {"ablation_sweep", "cnn_metrics"}, tmp_path) == {
+    assert report.committed_inputs("06_fast_training", {"ablation_sweep"}, tmp_path) == {
         "ablation_sweep": str((tmp_path / "sweep_06_ablation" / "summary.csv").resolve())}
 
 

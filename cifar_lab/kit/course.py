@@ -70,8 +70,6 @@ NOTEBOOK = {  # what a notebook or command needs around training (the data optio
                              "sweep_06_ablation* under runs/, else reports/)", str, optional=True),
     "target": Option(0.8, "validation accuracy the time-to-accuracy table asks for", float, low=0.0, high=1.0,
                      open_low=True),
-    "cnn_metrics": Option(None, "notebook 02's metrics.json for the CNN's curve (None: its newest run, else "
-                          "reports/02_cnn/)", str, optional=True),
 }
 RUN = {**DATA, **NOTEBOOK}  # every option of a run around `fit`
 ALL = {**TRAINING, **MODEL, **RUN}
@@ -258,7 +256,7 @@ def start(notebook: str, namespace: dict[str, Any], recipe: str | None = None, *
 
 def _check_paths(params: dict) -> None:
     """A results file named explicitly must exist (None means: find the newest)."""
-    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "ablation_sweep", "cnn_metrics", "resnet18_metrics"):
+    for name in ("mlp_metrics", "sweep_summary", "budget_sweep", "ablation_sweep", "resnet18_metrics"):
         if params.get(name) is not None and not Path(params[name]).exists():
             raise ValueError(f"{name}: there is no file {params[name]!r}; give an existing one, or None to use "
                              f"the newest run's")

@@ -50,9 +50,6 @@ def committed_inputs(name: str, declared: set, reports: Path) -> dict:
     mlp = reports / "01_mlp" / "metrics.json"
     if "mlp_metrics" in declared and mlp.exists():  # 02 compares with 01's results in these reports
         inputs["mlp_metrics"] = str(mlp.resolve())
-    cnn = reports / "02_cnn" / "metrics.json"
-    if "cnn_metrics" in declared and cnn.exists():  # 06 draws 02's CNN beside the fast recipe
-        inputs["cnn_metrics"] = str(cnn.resolve())
     for parameter, over, kind in (("sweep_summary", None, ""), ("budget_sweep", "epochs", ""),
                                   ("ablation_sweep", None, "_ablation")):
         shipped = sweep.newest_summary(name, over, folders=(reports,), kind=kind)  # committed here, not in runs/
