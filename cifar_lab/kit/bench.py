@@ -240,8 +240,9 @@ def main(argv=None) -> int:
     parser.add_argument("--versus", choices=["airbench"], help="train airbench94's own code beside the fast recipe "
                         "(pip install -e '.[bench]'), interleaved over --seeds")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="--versus: the seeds of each")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="--versus: both train in this precision (default fp32: see cifar_lab/kit/versus.py)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                        help="--versus: both train in this precision (default: bf16 where the CPU has it natively, "
+                             "else fp32, as the kit trains)")
     parser.add_argument("--resume", action="store_true", help="--versus: go on with an interrupted comparison in "
                         "--output-dir, keeping its finished runs")
     parser.add_argument("--output-dir", default=None, help="--versus: results folder, new or empty "
@@ -276,6 +277,7 @@ def _versus(args, parser) -> int:
 
     if importlib.util.find_spec("airbench") is None:
         parser.error("airbench is not installed: pip install -e '.[bench]' (or pip install airbench)")
+    args.precision = args.precision or ("bf16" if devices.cpu_has_native_bf16() else "fp32")
     folder = Path(args.output_dir) if args.output_dir else runs.new_folder("runs", "versus_airbench")
     params, done = {"seeds": args.seeds, "quick": args.quick, "data_dir": args.data_dir}, []
     try:

@@ -8,7 +8,7 @@ Both train on all 50,000 training images of the data folder (airbench's protocol
 image, as its loader needs a validation split) and are tested on the 10,000 test images with their own
 test-time augmentation, interleaved seed by seed. airbench's code is called as installed: it is written for
 one CUDA GPU in fp16, so on a CPU it runs inside `cpu_shims` (a CPU timer for CUDA events, no-op
-synchronisation, `.cuda()` as a no-op, `.half()` as float32 under the kit's autocast) and reads the data
+synchronisation, `.cuda()` as a no-op, `.half()` as float32 under the CPU's bf16 autocast, or none in fp32) and reads the data
 from `cifar10/train.pt` and `test.pt` that `write_airbench_data` makes from the kit's batch files. Nothing in
 its training changes.
 """
@@ -89,7 +89,10 @@ def cpu_shims(precision: str = "fp32"):
         torch.Tensor.half = torch.nn.Module.half = lambda self, *a, **k: self.float()  # precision: autocast below
         utils.init_whitening_conv, torch.nn.BatchNorm2d.forward = whiten_in_fp32, batchnorm_in_fp32
         utils.CifarLoader.__init__.__defaults__ = defaults[:-1] + ("cpu",)  # gpu=0 would mean cuda:0
-        with devices.autocast(torch.device("cpu"), precision):
+        # One autocast around the whole of train94, so no weight-cast cache: with it, every step would reuse the
+        # first step's bf16 copies of the weights and the net would never learn (chance level, found and tested).
+        with (torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False) if precision == "bf16"
+              else devices.autocast(torch.device("cpu"), precision)):
             yield
     finally:
         for obj, name, value in saved:
@@ -171,9 +174,8 @@ def versus(data_dir: str | Path | None, folder: Path, seeds: list[int], precisio
     """Both implementations in `precision`, interleaved seed by seed; each run as a row, and mean, std and ratios.
 
     `folder` holds airbench's copy of the data; `save(result)` is called after every run, so that an
-    interrupted comparison keeps the runs it finished, and `done` (its runs) resumes it. fp32 by default: under the CPU's bf16 autocast airbench94's own training stays at chance (measured:
-    10.0% after one epoch on the JPEG-q75 copy; 15.5% against fp32's 100% on synthetic data), even with its
-    whitening and batch norm kept in fp32 as CUDA's autocast would.
+    interrupted comparison keeps the runs it finished, and `done` (its runs) resumes it. In bf16 both train under
+    one CPU autocast (airbench's batch norm and whitening kept in fp32, as CUDA's autocast would keep them).
     """
     write_airbench_data(data_dir, folder, limit=2000 if quick else None)
     rows = list(done or [])
