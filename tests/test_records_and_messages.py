@@ -317,3 +317,22 @@ def test_the_keys_computed_from_a_run_refuse_a_wrong_answer():
     parameters = pd.DataFrame({"test_acc": [0.5, 0.8], "parameters": [1_000_000, 4_000_000]}, index=["mlp", "cnn"])
     assert check_answer("04_resnet_comparison", 2, "mlp", {"table": parameters}) == "right"
     assert check_answer("04_resnet_comparison", 2, "cnn", {"table": parameters}) != "right"
+
+
+def test_no_student_notebook_holds_an_answer_of_its_teachers_copy():
+    """Every `answer_N = ...` line of a worked solution is absent from the notebook students get."""
+    import json
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for source in sorted((root / "teacher" / "source").glob("*/*.ipynb")):
+        cells = json.loads(source.read_text())["cells"]
+        solved = ["".join(c["source"]) for c in cells if c["metadata"].get("nbgrader", {}).get("solution")]
+        blocks = [re.search(r"### BEGIN SOLUTION\n(.*)### END SOLUTION", text, re.S).group(1) for text in solved]
+        answers = [line.strip() for block in blocks for line in block.split("\n") if re.match(r"\s*answer_\d+ = ", line)
+                   and not re.search(rf"^(class|def) {re.escape(line.split('= ', 1)[1].strip())}\b", block, re.M)]
+        # the class or function a coding task asks for (`answer_5 = CifarTrain`): a name, not an answer
+        student = "".join("".join(c["source"]) for c in json.loads((root / "notebooks" / source.name).read_text())["cells"])
+        assert len(answers) >= len(solved) - 1 >= 2, source.name  # every value answer's solution sets it
+        assert [a for a in answers if a in student] == [], source.name
+        assert "BEGIN SOLUTION" not in student and "run.passed(" not in student, source.name
