@@ -108,6 +108,10 @@ def test_every_readme_command_runs_as_written(command):
         elif words[0] == "pytest":
             done = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, cwd=ROOT)
             assert all(w in done.stdout for w in words[1:] if w.startswith("--")), part
+        elif words[0] == "nbgrader":  # nbgrader's own command, with the lesson the README names
+            done = subprocess.run([sys.executable, "-m", "nbgrader", words[1], "--help"], capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            assert all((ROOT / "teacher" / "source" / w).is_dir() for w in words[2:]), part
         elif words[:2] == ["pip", "install"]:
             assert (ROOT / words[-1]).exists(), part
         elif words[0] != "cd":
