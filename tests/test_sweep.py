@@ -77,6 +77,22 @@ def test_notebook_sweep_runs_papermill_per_seed(tmp_path, tiny_notebooks):
     assert sweep.fixed_parameters(out) is None and "not recorded" in sweep.describe_summary(out)
 
 
+def test_a_notebook_run_cut_off_earlier_is_set_aside_and_run_again(tmp_path, tiny_notebooks):
+    """A session that ended mid-notebook left a 'running' folder behind: the rerun keeps it beside, runs afresh."""
+    out = tmp_path / "sweep"
+    command = ["--notebook", "99_tiny", "-p", "quick", "True", "--output-dir", str(out), "--grid", "seed"]
+    assert sweep.main(command + ["1"]) == 0  # the sweep's first part
+    cut = out / "seed=0"
+    (cut / "results").mkdir(parents=True)
+    (cut / "log.txt").write_text("epoch 1/150 ... (the session ended here)\n")
+    (cut / "sweep_run.json").write_text(json.dumps({"name": "seed=0", "status": "running"}))
+    (cut / "results" / "run.json").write_text(json.dumps({"kind": "notebook", "status": "running", "pid": 999999}))
+    assert sweep.main(command + ["0", "1"]) == 0
+    assert json.loads((cut / "sweep_run.json").read_text())["status"] == "ok"
+    assert (out / "seed=0.unfinished-1" / "log.txt").read_text().startswith("epoch 1/150")  # nothing lost
+    assert sweep.load_summary(out / "summary.csv").loc[0, "n"] == 2  # seeds 0 and 1; the unfinished attempt not counted
+
+
 def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sweep.main(["--grid", "lrr", "0.1", "--output-dir", str(tmp_path)])

@@ -127,6 +127,12 @@ def _taken(folder: Path, record: dict) -> str:
             f"{record.get('started')}); choose another output folder, or delete it to run again")
 
 
+def in_use(folder: str | Path) -> bool:
+    """Whether a live process holds `folder` (its lock names a process that still runs)."""
+    owner = _read_lock(Path(folder) / LOCK)
+    return owner is not None and _alive(owner)
+
+
 def _lock(folder: Path) -> None:
     """Create FOLDER/.lock exclusively; a lock left by a dead process (or this one) is taken over."""
     with _one_claim_at_a_time(folder):

@@ -8,7 +8,8 @@ each in its own folder, then one table of mean +- std over seeds and a chart.
 Without --notebook each run is `cifar-lab train` with the run's parameters; with it, papermill
 runs notebooks/NAME.ipynb with them (`-p name value`, typed as papermill types them). Runs go to
 OUTPUT_DIR/<name>/ (name from the grid values) with their log; a run that fails is reported by name and
-the others go on; running the command again skips finished runs and resumes interrupted training runs.
+the others go on; running the command again skips finished runs and resumes interrupted training runs
+(an interrupted notebook run starts afresh, its unfinished attempt kept beside it as NAME.unfinished-N).
 OUTPUT_DIR/summary.csv (mean, std and count over seeds, per setting and model), runs.csv and summary.png
 collect the results; notebooks 03 and 04 show such a summary.
 """
@@ -110,6 +111,16 @@ def last_error(log: Path) -> str:
     return (errors or lines or ["(empty log)"])[-1][:300]
 
 
+def set_aside(run_dir: Path) -> Path:
+    """Rename an unfinished attempt's folder NAME to NAME.unfinished-N (the first free N); returns the new path."""
+    for n in range(1, 1000):
+        aside = run_dir.with_name(f"{run_dir.name}.unfinished-{n}")
+        if not aside.exists():
+            run_dir.rename(aside)
+            return aside
+    raise RuntimeError(f"no free name to set {run_dir} aside")
+
+
 def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook: Path | None, env: dict) -> dict:
     """Run one setting in OUT/NAME (log.txt, run.json); a finished run with the same parameters is kept."""
     run_dir = out / name
@@ -122,6 +133,11 @@ def run_one(index: int, name: str, params: dict, grid: dict, out: Path, notebook
             return {"name": name, "params": params, "status": "failed",
                     "error": f"{run_dir} holds a finished run with other parameters ({earlier.get('params')}); "
                              f"use another --output-dir"}
+    if notebook is not None and run_dir.is_dir() and any(run_dir.iterdir()):  # an attempt that did not finish
+        if runs.in_use(run_dir / "results"):
+            return {"name": name, "params": params, "status": "failed",
+                    "error": f"{run_dir} is in use by another process; wait for it"}
+        set_aside(run_dir)  # a notebook cannot resume: start afresh, its unfinished attempt kept beside it
     run_dir.mkdir(parents=True, exist_ok=True)
     args = command(params, run_dir) if notebook is None else ["papermill", notebook.name]
     record = {"index": index, "name": name, "params": params, "grid": {k: params[k] for k in grid},
