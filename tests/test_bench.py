@@ -76,7 +76,7 @@ def test_the_cpu_shims_restore_everything_they_change():
 
 
 @pytest.mark.slow
-def test_an_interrupted_comparison_resumes_with_the_runs_it_finished_kept(tmp_path, fake_root, monkeypatch):
+def test_an_interrupted_comparison_resumes_with_the_runs_it_finished_kept(tmp_path, fake_root, monkeypatch, capsys):
     pytest.importorskip("airbench")
     from cifar_lab.kit import versus
 
@@ -89,12 +89,15 @@ def test_an_interrupted_comparison_resumes_with_the_runs_it_finished_kept(tmp_pa
     with pytest.raises(KeyboardInterrupt):
         bench.main(command)
     first = json.loads((tmp_path / "out" / "results.json").read_text())["runs"][0]
+    assert "the same command with --resume trains the others" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # the folder holds an unfinished comparison: refused without --resume
         bench.main(command)
+    assert "holds an unfinished comparison (interrupted); continue it with --resume" in capsys.readouterr().err
     monkeypatch.setattr(versus, "kit_run", real_kit_run)
     monkeypatch.setattr(versus, "airbench_run", lambda *a, **k: pytest.fail("airbench's finished run was retrained"))
     assert bench.main(command + ["--resume"]) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert all(r["cpu"] for r in result["runs"])  # each run names its machine: a resumed one may span two
     assert result["runs"][0] == first and [r["implementation"] for r in result["runs"]] == \
         ["airbench94", "cifar_lab fast recipe"] and "accuracy_ratio" in result
 

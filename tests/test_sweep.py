@@ -86,11 +86,31 @@ def test_a_notebook_run_cut_off_earlier_is_set_aside_and_run_again(tmp_path, tin
     (cut / "results").mkdir(parents=True)
     (cut / "log.txt").write_text("epoch 1/150 ... (the session ended here)\n")
     (cut / "sweep_run.json").write_text(json.dumps({"name": "seed=0", "status": "running"}))
-    (cut / "results" / "run.json").write_text(json.dumps({"kind": "notebook", "status": "running", "pid": 999999}))
+    (cut / "results" / "run.json").write_text(json.dumps({"kind": "notebook", "status": "running", "pid": 999999,
+                                                          "host": __import__("socket").gethostname()}))  # gone
     assert sweep.main(command + ["0", "1"]) == 0
     assert json.loads((cut / "sweep_run.json").read_text())["status"] == "ok"
     assert (out / "seed=0.unfinished-1" / "log.txt").read_text().startswith("epoch 1/150")  # nothing lost
     assert sweep.load_summary(out / "summary.csv").loc[0, "n"] == 2  # seeds 0 and 1; the unfinished attempt not counted
+
+
+def test_a_notebook_run_still_going_is_never_set_aside(tmp_path, tiny_notebooks):
+    """Its record names a live process (another sweep's kernel): the point is refused, its folder untouched."""
+    import socket
+    import subprocess
+    import sys
+    out = tmp_path / "sweep"
+    command = ["--notebook", "99_tiny", "-p", "quick", "True", "--output-dir", str(out), "--grid", "seed"]
+    assert sweep.main(command + ["1"]) == 0
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (out / "seed=0" / "results").mkdir(parents=True)
+        (out / "seed=0" / "results" / "run.json").write_text(json.dumps(
+            {"kind": "notebook", "status": "running", "pid": live.pid, "host": socket.gethostname()}))
+        assert sweep.main(command + ["0", "1"]) == 1  # one point failed: in use
+    finally:
+        live.kill()
+    assert (out / "seed=0" / "results" / "run.json").exists() and not list(out.glob("seed=0.unfinished-*"))
 
 
 def test_unknown_parameters_are_refused_before_anything_runs(tmp_path, capsys):

@@ -287,13 +287,25 @@ def _versus(args, parser) -> int:
     except ValueError as e:
         parser.error(str(e))
     environment = environment_info()
+    elsewhere = sorted({r.get("cpu", "not recorded") for r in done} - {environment["cpu"]})
+    if elsewhere:  # a resumed comparison: its accuracies pool, its seconds compare only within one machine
+        print(f"note: finished runs here ran on another CPU ({', '.join(elsewhere)}); compare their seconds only "
+              f"with runs of the same CPU (each run's row names its CPU)")
 
     def save(result: dict) -> None:  # after every run: an interrupted comparison keeps what it finished
+        for row in result["runs"]:
+            row.setdefault("cpu", environment["cpu"])  # a resumed comparison may span machines
         save_json({**result, "environment": environment}, folder / "results.json")
 
-    with tempfile.TemporaryDirectory(prefix="airbench_data_") as scratch:  # a data copy never lands among results
-        result = versus.versus(args.data_dir, Path(scratch), args.seeds, args.precision, quick=args.quick, save=save,
-                               done=done)
+    try:
+        with tempfile.TemporaryDirectory(prefix="airbench_data_") as scratch:  # no data copy among results
+            result = versus.versus(args.data_dir, Path(scratch), args.seeds, args.precision, quick=args.quick,
+                                   save=save, done=done)
+    except BaseException:
+        runs.finish(folder, "interrupted")
+        print(f"interrupted: the finished runs are in {folder / 'results.json'}; the same command with --resume "
+              f"trains the others")
+        raise
     runs.finish(folder, "finished")
     for name, s in result["summary"].items():
         spread = f" ± {s['test_acc_std']:.2%}" if s["test_acc_std"] is not None else " (one seed)"

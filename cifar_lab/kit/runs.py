@@ -51,6 +51,9 @@ def claim(folder: str | Path, params: dict[str, Any], kind: str, resume: bool = 
     _lock(folder)
     try:
         record = read(folder)
+        if record is not None and record.get("status") == "running" and "pid" in record and _alive(record):
+            raise RunFolderError(f"{folder} is in use by another run (process {record['pid']} on "
+                                 f"{record.get('host')}); wait for it, or choose another folder")
         if record is None and resume:
             raise RunFolderError(f"nothing to resume in {folder}: it holds no run; start one without --resume")
         if record is None:
@@ -120,6 +123,9 @@ def _taken(folder: Path, record: dict) -> str:
     if status == "finished":
         return (f"{folder} already holds a finished run (started {record.get('started')}); its results are kept: "
                 f"choose another folder, or delete it to run again")
+    if record.get("kind") == "bench" and (folder / "results.json").exists():
+        return (f"{folder} holds an unfinished comparison ({status}); continue it with --resume (same command), "
+                f"or choose another folder")
     if record.get("kind") == "train" and (folder / "checkpoints" / "last.pt").exists():
         return (f"{folder} holds an unfinished training run ({status}); continue it with --resume (same "
                 f"parameters), or delete the folder to start again")
@@ -128,9 +134,10 @@ def _taken(folder: Path, record: dict) -> str:
 
 
 def in_use(folder: str | Path) -> bool:
-    """Whether a live process holds `folder` (its lock names a process that still runs)."""
-    owner = _read_lock(Path(folder) / LOCK)
-    return owner is not None and _alive(owner)
+    """Whether a live process holds `folder`: its lock, or its record of a running run, names one that still runs."""
+    owner, record = _read_lock(Path(folder) / LOCK), read(folder) if (Path(folder) / RECORD).exists() else None
+    return (owner is not None and _alive(owner)) or (record is not None and record.get("status") == "running"
+                                                    and "pid" in record and _alive(record))
 
 
 def _lock(folder: Path) -> None:

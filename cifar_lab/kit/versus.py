@@ -161,7 +161,8 @@ def resumable(folder: Path, precision: str, quick: bool) -> list[dict]:
 
     path = Path(folder) / "results.json"
     if not path.exists():
-        raise ValueError(f"nothing to resume in {folder}: it holds no results.json; start without --resume")
+        raise ValueError(f"nothing to resume in {folder}: no run of it finished; start it again in a new folder "
+                         f"(without --resume)")
     saved = load_json(path)
     if (saved.get("precision"), saved.get("quick")) != (precision, quick):
         raise ValueError(f"{folder} ran in {saved.get('precision')} with quick={saved.get('quick')}; resume it the "
@@ -174,8 +175,9 @@ def versus(data_dir: str | Path | None, folder: Path, seeds: list[int], precisio
     """Both implementations in `precision`, interleaved seed by seed; each run as a row, and mean, std and ratios.
 
     `folder` holds airbench's copy of the data; `save(result)` is called after every run, so that an
-    interrupted comparison keeps the runs it finished, and `done` (its runs) resumes it. In bf16 both train under
-    one CPU autocast (airbench's batch norm and whitening kept in fp32, as CUDA's autocast would keep them).
+    interrupted comparison keeps the runs it finished, and `done` (its runs) resumes it. In bf16 airbench trains
+    under one CPU autocast around its whole run (its batch norm and whitening in fp32, as CUDA's autocast keeps
+    them), the kit under its own autocast per step.
     """
     write_airbench_data(data_dir, folder, limit=2000 if quick else None)
     rows = list(done or [])
