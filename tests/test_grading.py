@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow  # subprocesses that execute notebooks
+pytest.importorskip("nbgrader")
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_data_analysis"

@@ -7,6 +7,7 @@ solutions do; a course that needs secrecy keeps its own copy of both (docs/teach
 """
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Callable
 
@@ -31,9 +32,10 @@ def _coding_task(hint: str) -> Callable[[Callable[[dict, Any], tuple[str, bool]]
         def checked(g: dict, answer: Any) -> str:
             if answer is None:
                 return check(None, True, hint)
-            if not callable(answer):  # e.g. a number, or an instance where the class was asked for
-                return (f"not quite: the answer is your code itself (the class or function, not called), "
-                        f"not the {type(answer).__name__} {answer!r:.40}")
+            if not (inspect.isclass(answer) or inspect.isfunction(answer)):  # a number, or an instance
+                made = f"an instance of {type(answer).__name__}" if callable(answer) else \
+                    f"the {type(answer).__name__} {answer!r:.40}"
+                return f"not quite: give your class or function itself (its name, not called), not {made}"
             measured, passed = run(g, answer)
             return f"{measured}\n{check(bool(passed), True, hint)}"
         checked.__doc__ = run.__doc__
@@ -339,3 +341,8 @@ def check_answer(notebook: str, number: int, answer: Any, namespace: dict) -> st
     if number not in exercises:
         raise ValueError(f"{notebook} has no exercise {number}: it has {', '.join(map(str, exercises)) or 'none'}")
     return exercises[number](namespace, answer)
+
+
+def passed(notebook: str, number: int, answer: Any, namespace: dict) -> bool:
+    """Whether the check says right (its last line): what a graded notebook's hidden test asserts."""
+    return check_answer(notebook, number, answer, namespace).splitlines()[-1] == "right"

@@ -150,7 +150,8 @@ class Run:
 
     def passed(self, number: int, answer: Any) -> bool:
         """Whether exercise `number`'s check says right (the graders' hidden tests assert it)."""
-        return self.check(number, answer).splitlines()[-1] == "right"
+        from .answers import passed
+        return passed(self.notebook, number, answer, self.namespace)
 
     @property
     def shown_dir(self) -> str:

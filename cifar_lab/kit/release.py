@@ -60,9 +60,15 @@ def release(check: bool = False) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """`cifar-lab release [--check]`."""
+    import importlib.util
+
     parser = argparse.ArgumentParser(prog="cifar-lab release", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if notebooks/ is out of date")
     args = parser.parse_args(argv)
+    if not lessons():
+        parser.error(f"no teacher's copies in {SOURCE}: run this in a clone of the repository")
+    if importlib.util.find_spec("nbgrader") is None:
+        parser.error("nbgrader is not installed: pip install 'nbgrader>=0.9.6,<0.10'")
     differ = release(check=args.check)
     if args.check:
         print(f"out of date: {', '.join(differ)}; run `cifar-lab release`" if differ else
