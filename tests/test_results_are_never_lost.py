@@ -406,3 +406,21 @@ def test_a_warm_up_of_exactly_one_step_trains(fake_data):
     history = fit(tiny_mlp(), fake_data, epochs=1, batch_size=225, warmup_fraction=0.25, progress=False,
                   verbose=False)
     assert history.info["status"] == "completed" and torch.isfinite(torch.tensor(history.train_loss)).all()
+
+
+def test_asking_whether_a_run_still_goes_never_signals_it_on_windows(monkeypatch):
+    """On Windows os.kill(pid, 0) sends Ctrl-C or terminates the process: the check must only ask there."""
+    asked = []
+    monkeypatch.setattr(runs.os, "name", "nt")
+    monkeypatch.setattr(runs.os, "kill", lambda *a: pytest.fail(f"os.kill{a} on Windows"))
+    monkeypatch.setattr(runs, "_alive_on_windows", lambda pid: asked.append(pid) or True)
+    assert runs._alive({"host": socket.gethostname(), "pid": 4242})
+    assert asked == [4242]
+
+
+def test_a_run_whose_process_has_ended_is_not_taken_for_a_live_one():
+    """A record naming a finished process of this machine is an unfinished run, not one in use."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert not runs._alive({"host": socket.gethostname(), "pid": ended.pid})
+    assert runs._alive({"host": socket.gethostname(), "pid": os.getppid()})  # the shell that started the tests

@@ -11,6 +11,7 @@ import inspect
 import time
 from typing import Any, Callable
 
+from . import exercises
 from .exercises import check
 
 Check = Callable[[dict, Any], str]  # (the notebook's globals, the answer) -> "right" / "not quite: ..." / ...
@@ -345,4 +346,4 @@ def check_answer(notebook: str, number: int, answer: Any, namespace: dict) -> st
 
 def passed(notebook: str, number: int, answer: Any, namespace: dict) -> bool:
     """Whether the check says right (its last line): what a graded notebook's hidden test asserts."""
-    return check_answer(notebook, number, answer, namespace).splitlines()[-1] == "right"
+    return check_answer(notebook, number, answer, namespace).splitlines()[-1] == exercises.RIGHT

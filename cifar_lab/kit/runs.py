@@ -193,12 +193,34 @@ def _alive(owner: dict) -> bool:
     if owner.get("pid") == os.getpid():
         return False  # an earlier run of this same process (a notebook kernel) that ended
     try:
-        os.kill(int(owner["pid"]), 0)
+        pid = int(owner["pid"])
+    except (ValueError, KeyError, TypeError):
+        return True
+    if os.name == "nt":
+        return _alive_on_windows(pid)
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists (POSIX)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError, ValueError, KeyError):
+    except (PermissionError, OSError):
         return True
     return True
+
+
+def _alive_on_windows(pid: int) -> bool:
+    # os.kill(pid, 0) would send Ctrl-C (signal 0 is CTRL_C_EVENT there) or terminate the process: ask instead
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5  # access denied: it exists, someone else's
+    try:
+        code = ctypes.c_ulong()
+        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return not ok or code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _unlock(folder: Path) -> None:
