@@ -19,6 +19,10 @@ def test_quick_benchmark_writes_the_promised_numbers(tmp_path):
     assert result["peak_fraction_training_precision"]["fastnet"] == pytest.approx(
         result["train"]["fastnet"]["cifar_lab"] * result["flops_per_image"]["fastnet"] / precision_peak)
     assert result["flops_per_image"]["cnn"] > result["flops_per_image"]["mlp"]
+    fast = result["fast_recipe_step"]  # FastNet as its recipe steps it, and where a step's time goes
+    assert fast["images_per_second"] > 0 and fast["peak_fraction"] == pytest.approx(
+        fast["images_per_second"] * result["flops_per_image"]["fastnet"] / fast["peak_flops"])
+    assert fast["time_by_op_kind"]["convolution"] > 0.2 and sum(fast["time_by_op_kind"].values()) == pytest.approx(1)
 
 
 @pytest.mark.slow

@@ -205,7 +205,63 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9", "fastnet"), batch_size: 
         say(f"{name:8s} training: textbook {tb:,.0f} img/s, cifar_lab {lab:,.0f} img/s -> {lab / tb:.2f}x; "
             f"{flops / 1e6:.0f} MFLOP/img, {lab * flops / peak:.0%} of matmul peak "
             f"(textbook {tb * flops / peak:.0%})" + (f"; {lab * flops / peak_bf16:.0%} of the bf16 peak" if bf16 else ""))
+
+    # 3. FastNet as the fast recipe steps it (batch 1,024), against a peak re-measured beside each round
+    if "fastnet" in models:
+        step, batches = fast_recipe_step(data, device, layout)
+        flops, best, best_peak = result["flops_per_image"]["fastnet"], 0.0, 0.0
+        for _ in range(rounds):
+            best_peak = max(best_peak, matmul_peak(512 if quick else 2048, 3 if quick else 10, device,
+                                                   torch.bfloat16 if bf16 else torch.float32))
+            best = max(best, images_per_second(batches, 2 if quick else 8, 1, step, device))
+        shares = time_by_op_kind(step, batches, 1 if quick else 2) if device.type == "cpu" else {}
+        batch = min(1024, len(data.train_labels))
+        result["fast_recipe_step"] = {"batch_size": batch, "images_per_second": best, "peak_flops": best_peak,
+                                      "peak_fraction": best * flops / best_peak, "time_by_op_kind": shares}
+        say(f"fastnet as the fast recipe steps it (batch {batch:,}): {best:,.0f} img/s, {best * flops / best_peak:.0%} "
+            f"of the {'bf16' if bf16 else 'fp32'} peak ({best_peak / 1e9:.0f} GFLOP/s, best of {rounds} beside it)"
+            + ("; time: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()) if shares else ""))
     return result
+
+
+OP_KINDS = {"convolution": ("conv",), "max-pool": ("max_pool",), "BatchNorm": ("batch_norm",),
+            "activation": ("gelu", "relu"), "zero-fill": ("fill_", "zero_")}  # by aten op name
+
+
+def fast_recipe_step(data, device: torch.device, layout: bool):
+    """FastNet stepped exactly as the fast recipe trains it: its batch, summed smoothed loss and SGD.
+
+    Returns (step, batches): `step(images, labels)` and an endless iterator of the recipe's batches.
+    """
+    from ..fast import fast_options, make_fastnet, make_sgd
+
+    opt = fast_options()
+    model = make_fastnet(data, opt, device).to(memory_format=torch.channels_last if layout else torch.preserve_format)
+    sgd = make_sgd(model, opt)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=opt["label_smoothing"], reduction="sum")
+    precision = devices.precision_for(device)
+    autocast, scaler = devices.autocast(device, precision), devices.grad_scaler(device, precision)
+    loader = data.loader("train", min(opt["batch_size"], len(data.train_labels)), crop_padding=opt["translate"], padding_mode="reflect", flip=True,
+                         device=device, channels_last=layout)
+    return (lambda x, y: train_step(model, x, y, loss_fn, sgd, autocast, scaler)), forever(loader)
+
+
+def time_by_op_kind(step, batches, steps: int = 2) -> dict[str, float]:
+    """Share of a training step's CPU time per kind of operation (`OP_KINDS`, the rest "other"), by the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step(*next(batches))  # warm-up: first-call allocations are not the step's cost
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step(*next(batches))
+    times = {kind: 0.0 for kind in [*OP_KINDS, "other"]}
+    for event in prof.key_averages():
+        if not event.key.startswith("aten::"):
+            continue  # autograd and Python frames: their time is their aten ops' (self time counts once)
+        kind = next((k for k, names in OP_KINDS.items() if any(n in event.key for n in names)), "other")
+        times[kind] += event.self_cpu_time_total
+    total = sum(times.values()) or 1.0
+    return {kind: t / total for kind, t in times.items()}
 
 
 def time_to_accuracy(data, target: float, cnn_epochs: int = 20, fast_epochs: float = 10.0,
