@@ -114,3 +114,23 @@ def test_airbench_learns_under_the_cpus_bf16_autocast_as_in_fp32(tmp_path, fake_
     versus.write_airbench_data(fake_root, tmp_path, limit=2000)
     accuracy = {p: versus.airbench_run(tmp_path, 0, p, 1, 100)["test_acc"] for p in ("fp32", "bf16")}
     assert accuracy["bf16"] > 0.3 and abs(accuracy["bf16"] - accuracy["fp32"]) < 0.1, accuracy
+
+
+def test_comparisons_run_in_separate_sessions_pool_into_one_mean_per_implementation(tmp_path):
+    """Seeds committed in two folders count together; each run keeps the CPU it ran on."""
+    from cifar_lab.kit.versus import KIT, pooled
+
+    def committed(folder, seed, airbench, kit, cpu):
+        rows = [{"implementation": name, "seed": seed, "test_acc": acc, "seconds": 100.0, "flops": 3.6e14,
+                 "epochs": 10} for name, acc in (("airbench94", airbench), (KIT, kit))]
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps(
+            {"runs": rows, "precision": "bf16", "quick": False, "environment": {"cpu": cpu}}))
+
+    committed("versus_airbench", 0, 0.90, 0.91, "AMD EPYC")
+    committed("versus_airbench_seed1", 1, 0.92, 0.91, "Intel Xeon")
+    result = pooled(tmp_path)
+    assert result["summary"]["airbench94"]["n"] == 2 and result["summary"][KIT]["n"] == 2
+    assert result["summary"]["airbench94"]["test_acc_mean"] == pytest.approx(0.91)
+    assert result["accuracy_ratio"] == pytest.approx(1.0) and result["cpus"] == ["AMD EPYC", "Intel Xeon"]
+    assert pooled(tmp_path / "nothing") == {}

@@ -38,7 +38,28 @@ def rows(reports: Path = ROOT / "reports") -> list[dict]:
                     "budget": f"{m['epochs']:g} epochs, 1 seed", "seconds": f"{m['train_seconds']:,.0f}",
                     "machine": _machine(metrics, m), "source": f"reports/{notebook}/"})
     out += _best_sweep(reports)
-    return out
+    return out + _versus_rows(reports)
+
+
+def _versus_rows(reports: Path) -> list[dict]:
+    """airbench94's own code and the fast recipe, trained side by side (all committed seeds pooled)."""
+    from .versus import KIT, pooled
+
+    result = pooled(reports)
+    rows = []
+    for name, what in (("airbench94", "airbench94's own code (PyPI), same copy and CPU"),
+                       (KIT, "fast recipe (06), beside it")):
+        s = result.get("summary", {}).get(name)
+        if s is None:
+            continue
+        spread = f" ± {s['test_acc_std']:.2%}" if s["test_acc_std"] is not None else ""
+        epochs = next(r["epochs"] for r in result["runs"] if r["implementation"] == name)
+        rows.append({"what": what, "accuracy": f"{s['test_acc_mean']:.2%}{spread}",
+                     "budget": f"{epochs:g} epochs, {s['n']} seed{'s' * (s['n'] > 1)}, {s['pflops']:.3f} PFLOPs",
+                     "seconds": f"{s['seconds_mean']:,.0f}", "machine": f"{' / '.join(result['cpus'])}, "
+                     f"{result['precision']}", "source": "reports/" + (result["folders"][0] + "/" if len(
+                         result["folders"]) == 1 else "versus_airbench*/")})
+    return rows
 
 
 def _best_sweep(reports: Path) -> list[dict]:

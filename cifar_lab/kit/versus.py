@@ -214,3 +214,29 @@ def _summary(rows: list[dict], precision: str, quick: bool) -> dict:
         result["accuracy_ratio"] = kit["test_acc_mean"] / peer["test_acc_mean"]
         result["speed_ratio"] = peer["seconds_mean"] / kit["seconds_mean"]  # > 1: the kit is faster
     return result
+
+
+def pooled(reports: str | Path) -> dict:
+    """Every committed comparison under `reports` (versus_airbench*/results.json of one precision) as one: runs, summary.
+
+    Seeds run in separate folders (one per session) pool into one mean ± std per implementation; rows keep
+    their CPU, so seconds compare only where it is the same. {} when none is committed.
+    """
+    from ..files import load_json
+
+    rows, precisions, folders = [], set(), []
+    for path in sorted(Path(reports).glob("versus_airbench*/results.json")):
+        saved = load_json(path)
+        if saved.get("quick"):
+            continue
+        cpu = saved.get("environment", {}).get("cpu", "not recorded")
+        rows += [{**r, "cpu": r.get("cpu", cpu), "folder": path.parent.name} for r in saved["runs"]]
+        precisions.add(saved.get("precision"))
+        folders.append(path.parent.name)
+    if not rows:
+        return {}
+    if len(precisions) > 1:
+        raise ValueError(f"the committed comparisons ran in different precisions ({sorted(map(str, precisions))}): "
+                         f"pool only one precision's")
+    return {**_summary(rows, precisions.pop(), False), "folders": folders,
+            "cpus": sorted({r["cpu"] for r in rows})}
