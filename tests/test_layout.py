@@ -1,4 +1,5 @@
 """The package's shape: a thin core a student reads in an afternoon, the kit's machinery apart from it."""
+import json
 import ast
 import subprocess
 import sys
@@ -165,3 +166,16 @@ def test_a_random_init_rerun_of_a_pretrained_recipe_is_not_judged_against_its_re
 def test_the_ddp_docs_say_what_torchrun_needs_of_nproc_per_node():
     """torchrun's own traceback for --nproc_per_node=0 or abc is outside the kit: the docs say it in a line."""
     assert "`torchrun --nproc_per_node` needs a positive integer" in (ROOT / "docs" / "devices.md").read_text()
+
+
+def test_a_run_of_a_fraction_of_a_recipes_epochs_gets_its_projected_cost_not_a_verdict(tmp_path):
+    """004b's 60 epochs cost tens of hours here: a committed 3-epoch run says how long the whole would take."""
+    from cifar_lab.kit.reference import reproductions
+    (tmp_path / "recipes" / "004b").mkdir(parents=True)
+    model = {"test_acc": 0.70, "epochs": 3, "train_seconds": 3 * 3600,
+             "history": {"info": {"status": "completed", "precision": "bf16"}}}
+    (tmp_path / "recipes" / "004b" / "metrics.json").write_text(json.dumps(
+        {"models": {"cnn004b": model}, "environment": {"cpu": "AMD EPYC"}}))
+    [row] = reproductions(tmp_path)
+    assert row["verdict"] == "partial: 3 of 60 epochs, no verdict; the whole run would take about 60 h on this CPU"
+    assert row["epochs"] == "3 of 60" and row["likeliest reason"] == ""
