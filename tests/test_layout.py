@@ -1,6 +1,6 @@
 """The package's shape: a thin core a student reads in an afternoon, the kit's machinery apart from it."""
-import json
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
