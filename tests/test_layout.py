@@ -179,3 +179,21 @@ def test_a_run_of_a_fraction_of_a_recipes_epochs_gets_its_projected_cost_not_a_v
     [row] = reproductions(tmp_path)
     assert row["verdict"] == "partial: 3 of 60 epochs, no verdict; the whole run would take about 60 h on this CPU"
     assert row["epochs"] == "3 of 60" and row["likeliest reason"] == ""
+
+
+def test_a_seed_sweep_of_a_reference_recipe_stands_beside_the_reports_own_spread(tmp_path):
+    """004a's ten seeds at a budget this CPU affords, beside report 004's 75.91 ± 0.34% at its full budget."""
+    import pandas as pd
+    from cifar_lab.kit import sweep
+    from cifar_lab.kit.reference import seed_spreads
+    folder = tmp_path / "sweep_05_004a"
+    folder.mkdir()
+    runs = pd.DataFrame([{"run": f"seed={s}", "seed": s, "model": "004a", "test_acc": 0.50 + s / 100,
+                          "best_val_acc": 0.5, "train_seconds": 1.0, "quick": False} for s in range(10)])
+    sweep.summarize(runs).to_csv(folder / "summary.csv", index=False)
+    (folder / sweep.SWEEP_INFO).write_text(json.dumps(
+        {"grid": {"seed": list(range(10))}, "fixed": {"model": "004a", "epochs": 1, "train_size": 10000}}))
+    [row] = seed_spreads(tmp_path, tmp_path / "no_runs_here")
+    assert row["recipe"] == "004a" and row["seeds"] == 10 and row["epochs"] == "1 of 4"
+    assert row["training images"] == "10,000" and row["test accuracy here"] == "54.50% ± 3.03%"
+    assert row["report's spread (its full budget)"] == "75.91% ± 0.34% over 10 seeds"

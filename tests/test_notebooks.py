@@ -84,7 +84,7 @@ def exercise_checks(executed):
 @pytest.mark.parametrize("name", list(PROMISED))
 def test_notebook_writes_its_metrics_and_figures(name, tmp_path, sweep_summary, budget_sweep):
     out = tmp_path / "out"
-    shows_sweeps = name in ("04_resnet_comparison", "05_reference_recipes")
+    shows_sweeps = name == "04_resnet_comparison"
     executed = execute(name, tmp_path, solved=True, quick=True, seed=1, output_dir=str(out), **OVERRIDES.get(name, {}),
                        **(dict(sweep_summary=str(sweep_summary)) if shows_sweeps else {}),
                        **(dict(budget_sweep=str(budget_sweep)) if name == "03_regularization" else {}))

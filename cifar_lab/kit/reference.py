@@ -140,3 +140,30 @@ def reproductions(reports: Path) -> list[dict]:
                      "ended": info.get("status", ""),
                      "likeliest reason": DOUBTS.get(name, "") if said in ("below", "above") else ""})
     return rows
+
+
+def seed_spreads(*folders: Path) -> list[dict]:
+    """Each multi-seed sweep of a reference recipe (sweep_05_*/ in `folders`): its mean ± std beside the report's.
+
+    A report's own spread ("10 seeds: 75.91 ± 0.34%") is at its full budget; each sweep names the budget it ran at.
+    """
+    from .notebooks import shown_path
+    from .sweep import fixed_parameters, load_summary
+
+    rows = []
+    for folder in folders:
+        for path in sorted(Path(folder).glob("sweep_05_*/summary.csv")):
+            fixed = fixed_parameters(path) or {}
+            recipe = REFERENCE.get(str(fixed.get("model")))
+            if recipe is None:
+                continue
+            claim = re.search(r"(\d+) seeds: ([\d.]+) ± ([\d.]+)%", recipe.reported)
+            images = fixed.get("train_size")
+            for _, r in load_summary(path).iterrows():
+                rows.append({"recipe": fixed["model"], "epochs": f"{fixed.get('epochs', recipe.training['epochs'])} "
+                             f"of {recipe.training['epochs']}", "training images": f"{images:,}" if images else "all of its split",
+                             "seeds": int(r["n"]), "test accuracy here": f"{100 * r['test_acc_mean']:.2f}% ± "
+                             f"{100 * r['test_acc_std']:.2f}%", "report's spread (its full budget)":
+                             f"{claim[2]}% ± {claim[3]}% over {claim[1]} seeds" if claim else "none reported",
+                             "sweep": shown_path(path.parent.resolve())})
+    return rows
