@@ -9,7 +9,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter, PercentFormatter
 import torch
 
 from .evaluate import EvalResult
@@ -243,6 +243,9 @@ def sweep_summary(table, metric: str = "test_acc", x: str | None = None, ax=None
         ax.set(xscale="log", xlabel=x, ylabel=name, title=f"{name[0].upper()}{name[1:]} against {x}: mean ± std "
                f"over seeds (n = {', '.join(map(str, sorted(set(table['n']))))})")
         ax.set_xticks(sorted(set(table[x])), [f"{v:g}" for v in sorted(set(table[x]))])
+        ax.xaxis.set_minor_formatter(NullFormatter())  # only the swept values are labelled
+        if metric.endswith("acc"):
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.legend(fontsize=8)
         return _finish(fig, save, f"sweep_{metric}_by_{x}")
     rows = [{"model": " ".join(str(x) for x in (r["setting"], r["model"]) if x != ""),
