@@ -155,3 +155,55 @@ def test_a_diverging_run_stops_with_a_message(fake_data, monkeypatch):
     monkeypatch.setattr(fast, "train_step", diverging)
     with pytest.raises(TrainingDiverged, match="try a smaller lr"):
         train_fast(fake_data, epochs=1, **TINY)
+
+
+def test_orthogonalize_gives_a_matrix_whose_singular_values_sit_near_one():
+    from cifar_lab.optim import orthogonalize
+    torch.manual_seed(0)
+    for shape in [(16, 144), (144, 16)]:  # wide and tall filter banks
+        g = torch.randn(*shape) * torch.logspace(-1, 0, shape[1])  # singular values spread 10x or more
+        x = orthogonalize(g)
+        singular = torch.linalg.svdvals(x)
+        assert x.shape == g.shape and 0.3 < singular.min() and singular.max() < 1.5
+        u, _, vh = torch.linalg.svd(g, full_matrices=False)
+        in_gs_basis = u.T @ x @ vh.T  # diagonal when x keeps g's singular vectors
+        off = in_gs_basis - torch.diag(torch.diagonal(in_gs_basis))
+        assert off.norm() < 0.05 * torch.diagonal(in_gs_basis).norm()
+
+
+def test_muon_steps_its_other_groups_exactly_as_torchs_nesterov_sgd():
+    from cifar_lab.optim import Muon
+    torch.manual_seed(0)
+    ours, theirs = torch.randn(10, requires_grad=True), None
+    theirs = ours.detach().clone().requires_grad_()
+    muon = Muon([dict(params=[ours], lr=0.1, weight_decay=0.01)], momentum=0.85)
+    sgd = torch.optim.SGD([theirs], lr=0.1, weight_decay=0.01, momentum=0.85, nesterov=True)
+    for _ in range(3):
+        grad = torch.randn(10)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        muon.step()
+        sgd.step()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_muon_keeps_a_filter_banks_norm_and_moves_it_by_its_learning_rate():
+    from cifar_lab.optim import Muon
+    torch.manual_seed(0)
+    conv = torch.randn(8, 4, 3, 3, requires_grad=True)
+    muon = Muon([dict(params=[conv], lr=0.05, momentum=0.6, orthogonal=True)])
+    before = conv.detach() * (8 ** 0.5 / conv.detach().norm())  # what the step renormalises to first
+    conv.grad = torch.randn_like(conv) * 1e3  # the gradient's scale does not set the step
+    muon.step()
+    step = (conv.detach() - before).reshape(8, -1)
+    assert torch.linalg.svdvals(step / 0.05).max() < 1.5 and step.norm() / 0.05 > 0.5 * 8 ** 0.5
+
+
+def test_the_muon_record_trains_with_its_own_settings_and_refuses_sgds(fake_data):
+    opt = fast_options(optimizer="muon")
+    assert (opt["batch_size"], opt["epochs"], opt["lookahead"]) == (2000, 8.0, False)  # the record's
+    assert fast_options(optimizer="muon", lookahead=True)["lookahead"] is True  # what is given wins
+    with pytest.raises(ValueError, match="lr sets the sgd optimizer's steps; optimizer muon takes the record's"):
+        fast_options(optimizer="muon", lr=5.0)
+    model, history = train_fast(fake_data, epochs=2, seed=0, optimizer="muon", **TINY)
+    assert history.info["params"]["optimizer"] == "muon" and history.lr[-1] < history.lr[0]  # decays to 0
+    assert evaluate(model, fake_data).accuracy > 0.2  # chance is 0.1
