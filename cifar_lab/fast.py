@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ from .evaluate import loss_and_accuracy, predict
 from .files import environment_info
 from .history import History
 from .models import FastNet, flops_per_image
-from .optim import Lookahead, Muon, triangle
+from .optim import Lookahead, triangle
 from .options import FAST, check, defaults, describe
 from .training import TrainingDiverged, TrainingInterrupted, progress_bar, train_step
 
@@ -32,34 +33,14 @@ LOOKAHEAD_EVERY = 5  # optimisation steps between lookahead updates
 TTA_PASSES = {0: 1, 1: 2, 2: 6}  # forward passes per test image at each test-time augmentation level
 
 
-# The Muon record's settings (airbench94_muon, K. Jordan 2024: 94.01% in 8 epochs), per its 2,000-image batch
-MUON = {"filter_lr": 0.24, "filter_momentum": 0.6, "bias_lr": 0.053, "head_lr": 0.67, "momentum": 0.85,
-        "weight_decay_per_image": 2e-6}
-MUON_DEFAULTS = {"batch_size": 2000, "epochs": 8.0, "lookahead": False}  # where the options do not say
-SGD_ONLY = ("lr", "momentum", "weight_decay", "bias_scaler")  # muon takes MUON's values instead
-
-
 def fast_options(**options) -> dict:
     """The fast recipe's options: `options.FAST`'s defaults with `options` checked and put over them."""
-    given = check(options, FAST)
-    opt = {**check(defaults(FAST), FAST), **given}
-    if opt["optimizer"] == "muon":
-        told = [k for k in SGD_ONLY if k in given]
-        if told:
-            raise ValueError(f"{told[0]} sets the sgd optimizer's steps; optimizer muon takes the record's own "
-                             f"(cifar_lab.fast.MUON): leave {told[0]} out, or use optimizer sgd")
-        opt.update({k: v for k, v in MUON_DEFAULTS.items() if k not in given})
-    return opt
+    return {**check(defaults(FAST), FAST), **check(options, FAST)}
 
 
 def make_fastnet(data: CIFAR10Data, opt: dict, device: torch.device) -> FastNet:
     """FastNet as the options say, its stem whitened from the first training images if `whiten`."""
-    muon = opt["optimizer"] == "muon"
-    model = FastNet(data.num_classes, opt["widths"], opt["frozen_scale"], opt["activation"], opt["dirac"],
-                    head_scale=1 / opt["widths"][2] if muon else 1 / 9)  # the record divides by the head's fan-in
-    if muon:
-        with torch.no_grad():
-            model.net[-1].weight.div_(model.net[-1].weight.std())  # ... and starts its weights at std 1
+    model = FastNet(data.num_classes, opt["widths"], opt["frozen_scale"], opt["activation"], opt["dirac"])
     model.to(device)
     if opt["whiten"]:
         images = data.train_images[:WHITENING_IMAGES].to(device)
@@ -88,36 +69,14 @@ def make_sgd(model: FastNet, opt: dict) -> torch.optim.SGD:
     return torch.optim.SGD(groups, momentum=opt["momentum"], nesterov=True, foreach=True)
 
 
-def make_muon(model: FastNet, opt: dict, total_steps: int, whiten_steps: int):
-    """The Muon record's optimizer and schedule: Muon on the conv filters, SGD on the shifts and the head.
-
-    Every learning rate falls linearly to 0 over the run, the whitening bias's over its first `whiten_steps`.
-    Returns (optimizer, LambdaLR).
-    """
-    decay = MUON["weight_decay_per_image"] * opt["batch_size"]  # per step, as torch's SGD with decay / lr
-    head = model.net[-1].weight
-    stem = [model.whitening.bias] if opt["whiten"] else []
-    filters = [p for p in model.parameters() if p.ndim == 4 and p.requires_grad]
-    taken = {id(p) for p in [*filters, head, *stem]}
-    shifts = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-    until_end = lambda step: max(0.0, 1 - step / total_steps)
-    until_frozen = lambda step: max(0.0, 1 - step / max(whiten_steps, 1))
-    groups = [(dict(params=stem, lr=MUON["bias_lr"], weight_decay=decay / MUON["bias_lr"]), until_frozen),
-              (dict(params=shifts, lr=MUON["bias_lr"], weight_decay=decay / MUON["bias_lr"]), until_end),
-              (dict(params=[head], lr=MUON["head_lr"], weight_decay=decay / MUON["head_lr"]), until_end),
-              (dict(params=filters, lr=MUON["filter_lr"], momentum=MUON["filter_momentum"], orthogonal=True),
-               until_end)]
-    groups = [(g, f) for g, f in groups if g["params"]]
-    optimizer = Muon([g for g, _ in groups], momentum=MUON["momentum"])
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, [f for _, f in groups])
-
-
 def train_fast(data: CIFAR10Data, *, device: str | torch.device | None = None, progress: bool = True,
-               verbose: bool = True, **options) -> tuple[FastNet, History]:
+               verbose: bool = True, make_optimizer: Callable | None = None, **options) -> tuple[FastNet, History]:
     """Train FastNet with the fast recipe; return the model (lookahead's slow weights) and its History.
 
-    The history's info holds the options, `flops` (of training and of each epoch's validation) and
-    `elapsed` (seconds since the start at each epoch's end). The options (`options.FAST`) and their defaults:
+    `make_optimizer(model, options, total_steps, steps_per_epoch)` -> (optimizer, schedule) replaces the
+    recipe's SGD and triangular schedule. The history's info holds the options, `flops` (of training and of each
+    epoch's validation) and `elapsed` (seconds since the start at each epoch's end). The options
+    (`options.FAST`) and their defaults:
     """
     opt = fast_options(**options)
     device = device if isinstance(device, torch.device) else devices.get_device(device)
@@ -131,11 +90,11 @@ def train_fast(data: CIFAR10Data, *, device: str | torch.device | None = None, p
                          channels_last=channels_last)
     val_loader = data.loader("val", 1000, device=device, channels_last=channels_last)
     total_steps = math.ceil(opt["epochs"] * len(loader))
-    if opt["optimizer"] == "muon":
-        optimizer, schedule = make_muon(model, opt, total_steps, math.ceil(opt["whiten_bias_epochs"] * len(loader)))
-    else:
+    if make_optimizer is None:
         optimizer = make_sgd(model, opt)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, triangle(total_steps))
+    else:  # another optimizer, e.g. cifar_lab.kit.muon's; its first group holds the conv filters
+        optimizer, schedule = make_optimizer(model, opt, total_steps, len(loader))
     lookahead = Lookahead(model, LOOKAHEAD_EVERY) if opt["lookahead"] else None
     criterion = nn.CrossEntropyLoss(label_smoothing=opt["label_smoothing"], reduction="sum")
     precision = devices.precision_for(device)
@@ -197,8 +156,7 @@ def _end_epoch(history: History, model: nn.Module, val_loader, epoch: int, opt: 
         raise TrainingDiverged(f"the training loss became {train_loss} in epoch {epoch}: the learning rate "
                                f"({opt['lr']} per 1,024 images) is probably too high; try a smaller lr")
     history.append(epoch=epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
-                   lr=optimizer.param_groups[-1 if opt["optimizer"] == "muon" else 0]["lr"],  # the conv filters'
-                   seconds=time.perf_counter() - t0)
+                   lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
     if verbose:
         epochs = math.ceil(opt["epochs"])
         print(f"epoch {epoch:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  val loss {val_loss:.4f} "

@@ -50,53 +50,6 @@ def triangle(steps: int, start: float = 0.2, peak_at: float = 0.23, end: float =
     return factor
 
 
-def orthogonalize(g: torch.Tensor, steps: int = 3) -> torch.Tensor:
-    """A matrix with g's singular vectors and singular values near 1 (a quintic Newton-Schulz iteration).
-
-    The coefficients are the Muon record's (K. Jordan, 2024): chosen for speed, they leave the singular values
-    spread around 1 rather than exactly 1, which trains as well.
-    """
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.float() / (g.norm() + 1e-7)  # every singular value <= 1, where the iteration converges
-    wide = x.size(0) <= x.size(1)
-    x = x if wide else x.T  # (rows <= columns): the Gram matrix x @ x.T is the smaller one
-    for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return x if wide else x.T
-
-
-class Muon(torch.optim.Optimizer):
-    """Muon (K. Jordan, 2024) for the groups marked `orthogonal`, Nesterov SGD for the others.
-
-    An orthogonal group's weights (conv filters) are rescaled to norm sqrt(outputs) before each step, and the
-    step is the Nesterov momentum orthogonalised per filter bank (`orthogonalize`): every direction moves by
-    the same amount, so `lr` alone sets the step size. Other groups: torch's Nesterov SGD, weight decay
-    added to the gradient. One optimizer, so that schedules and gradient scalers treat it as any other.
-    """
-
-    def __init__(self, groups: list[dict], momentum: float = 0.85):
-        super().__init__(groups, dict(momentum=momentum, weight_decay=0.0, orthogonal=False))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad if group["orthogonal"] else p.grad.add(p, alpha=group["weight_decay"])
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = g.clone()
-                else:
-                    buf.mul_(group["momentum"]).add_(g)
-                g = g.add(buf, alpha=group["momentum"])  # Nesterov: the gradient plus the momentum ahead
-                if group["orthogonal"]:
-                    p.mul_(len(p) ** 0.5 / p.norm())
-                    g = orthogonalize(g.reshape(len(g), -1)).reshape(p.shape)  # (out, in * kh * kw)
-                p.add_(g.to(p.dtype), alpha=-group["lr"])
-
-
 class Lookahead:
     """Lookahead-style weight averaging: every `every` steps a slow copy moves toward the weights, which jump to it.
 

@@ -213,9 +213,6 @@ FAST = {  # the fast recipe (fast.py): airbench's published methods, each one a 
     "frozen_scale": Option(True, "BatchNorm scales fixed at 1 (only the shifts learn), at a higher LR", bool),
     "activation": Option("gelu", "activation after each BatchNorm", str, choices=("gelu", "relu")),
     "lookahead": Option(True, "every 5 steps pull the weights to a slow moving average of them", bool),
-    "optimizer": Option("sgd", "sgd: airbench94's Nesterov SGD and triangular schedule; muon: its 2024 record, Muon "
-                        "on the conv filters with the record's own learning rates and a linear decay (and, unless "
-                        "given, batch 2,000, 8 epochs, no lookahead)", str, choices=("sgd", "muon")),
     "translate": Option(2, "random translation in pixels (reflect padding, then a random crop)", int,
                         low=0, high=8),
     "alternate_flip": Option(True, "flip each image in every other epoch (random in the first) instead of "

@@ -158,7 +158,7 @@ def test_a_diverging_run_stops_with_a_message(fake_data, monkeypatch):
 
 
 def test_orthogonalize_gives_a_matrix_whose_singular_values_sit_near_one():
-    from cifar_lab.optim import orthogonalize
+    from cifar_lab.kit.muon import orthogonalize
     torch.manual_seed(0)
     for shape in [(16, 144), (144, 16)]:  # wide and tall filter banks
         g = torch.randn(*shape) * torch.logspace(-1, 0, shape[1])  # singular values spread 10x or more
@@ -172,7 +172,7 @@ def test_orthogonalize_gives_a_matrix_whose_singular_values_sit_near_one():
 
 
 def test_muon_steps_its_other_groups_exactly_as_torchs_nesterov_sgd():
-    from cifar_lab.optim import Muon
+    from cifar_lab.kit.muon import Muon
     torch.manual_seed(0)
     ours, theirs = torch.randn(10, requires_grad=True), None
     theirs = ours.detach().clone().requires_grad_()
@@ -187,7 +187,7 @@ def test_muon_steps_its_other_groups_exactly_as_torchs_nesterov_sgd():
 
 
 def test_muon_keeps_a_filter_banks_norm_and_moves_it_by_its_learning_rate():
-    from cifar_lab.optim import Muon
+    from cifar_lab.kit.muon import Muon
     torch.manual_seed(0)
     conv = torch.randn(8, 4, 3, 3, requires_grad=True)
     muon = Muon([dict(params=[conv], lr=0.05, momentum=0.6, orthogonal=True)])
@@ -199,11 +199,24 @@ def test_muon_keeps_a_filter_banks_norm_and_moves_it_by_its_learning_rate():
 
 
 def test_the_muon_record_trains_with_its_own_settings_and_refuses_sgds(fake_data):
-    opt = fast_options(optimizer="muon")
-    assert (opt["batch_size"], opt["epochs"], opt["lookahead"]) == (2000, 8.0, False)  # the record's
-    assert fast_options(optimizer="muon", lookahead=True)["lookahead"] is True  # what is given wins
+    from cifar_lab.kit.muon import make_muon, muon_options
+    assert muon_options({}) == {"batch_size": 2000, "epochs": 8.0, "lookahead": False}  # the record's
+    assert muon_options({"lookahead": True})["lookahead"] is True  # what is given wins
     with pytest.raises(ValueError, match="lr sets the sgd optimizer's steps; optimizer muon takes the record's"):
-        fast_options(optimizer="muon", lr=5.0)
-    model, history = train_fast(fake_data, epochs=2, seed=0, optimizer="muon", **TINY)
-    assert history.info["params"]["optimizer"] == "muon" and history.lr[-1] < history.lr[0]  # decays to 0
+        muon_options({"lr": 5.0})
+    model, history = train_fast(fake_data, epochs=2, seed=0, make_optimizer=make_muon, **TINY)
+    assert model.head_scale == 1 / 32 and history.lr[-1] < history.lr[0]  # logits / fan-in; lr falls to 0
     assert evaluate(model, fake_data).accuracy > 0.2  # chance is 0.1
+
+
+def test_the_fast_command_runs_the_muon_record(tmp_path, fake_root, capsys):
+    from cifar_lab.kit import fast
+    out = tmp_path / "muon"
+    assert fast.main(["--optimizer", "muon", "--quick", "--widths", "16,32,32", "--output-dir", str(out)]) == 0
+    import json
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["models"]["fast"]["optimizer"] == "muon"
+    assert metrics["models"]["fast"]["fast_options"]["batch_size"] == 2000
+    with pytest.raises(SystemExit):
+        fast.main(["--optimizer", "muon", "--lr", "5", "--quick", "--output-dir", str(tmp_path / "no")])
+    assert "lr sets the sgd optimizer's steps" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def test_a_run_of_a_fraction_of_a_recipes_epochs_gets_its_projected_cost_not_a_v
     (tmp_path / "recipes" / "004b" / "metrics.json").write_text(json.dumps(
         {"models": {"cnn004b": model}, "environment": {"cpu": "AMD EPYC"}}))
     [row] = reproductions(tmp_path)
-    assert row["verdict"] == "partial: 3 of 60 epochs, no verdict; the whole run would take about 60 h on this CPU"
+    assert row["verdict"] == "partial: 3 of 60 epochs, no verdict; the whole run would take about 60.0 h on this CPU"
     assert row["epochs"] == "3 of 60" and row["likeliest reason"] == ""
 
 

@@ -15,6 +15,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch import nn
@@ -27,7 +28,11 @@ from ..files import environment_info, save_json
 from ..models import flops_per_image, make_model
 from ..optim import make_optimizer
 from ..options import TRAINING, add_arguments, default, defaults
+from ..fast import fast_options
 from ..training import train_step
+
+if TYPE_CHECKING:
+    from ..data import CIFAR10Data
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10, device: torch.device = torch.device("cpu"),
@@ -210,16 +215,16 @@ def run(data_dir=None, models=("mlp", "cnn", "resnet9", "fastnet"), batch_size: 
     if "fastnet" in models:
         step, batches = fast_recipe_step(data, device, layout)
         flops, best, best_peak = result["flops_per_image"]["fastnet"], 0.0, 0.0
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(devices.precision_for(device), torch.float32)
         for _ in range(rounds):
-            best_peak = max(best_peak, matmul_peak(512 if quick else 2048, 3 if quick else 10, device,
-                                                   torch.bfloat16 if bf16 else torch.float32))
+            best_peak = max(best_peak, matmul_peak(512 if quick else 2048, 3 if quick else 10, device, dtype))
             best = max(best, images_per_second(batches, 2 if quick else 8, 1, step, device))
         shares = time_by_op_kind(step, batches, 1 if quick else 2) if device.type == "cpu" else {}
-        batch = min(1024, len(data.train_labels))
+        batch = min(fast_options()["batch_size"], len(data.train_labels))
         result["fast_recipe_step"] = {"batch_size": batch, "images_per_second": best, "peak_flops": best_peak,
                                       "peak_fraction": best * flops / best_peak, "time_by_op_kind": shares}
         say(f"fastnet as the fast recipe steps it (batch {batch:,}): {best:,.0f} img/s, {best * flops / best_peak:.0%} "
-            f"of the {'bf16' if bf16 else 'fp32'} peak ({best_peak / 1e9:.0f} GFLOP/s, best of {rounds} beside it)"
+            f"of the {str(dtype).removeprefix('torch.')} peak ({best_peak / 1e9:.0f} GFLOP/s, best of {rounds} beside it)"
             + ("; time: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()) if shares else ""))
     return result
 
@@ -228,12 +233,13 @@ OP_KINDS = {"convolution": ("conv",), "max-pool": ("max_pool",), "BatchNorm": ("
             "activation": ("gelu", "relu"), "zero-fill": ("fill_", "zero_")}  # by aten op name
 
 
-def fast_recipe_step(data, device: torch.device, layout: bool):
-    """FastNet stepped exactly as the fast recipe trains it: its batch, summed smoothed loss and SGD.
+def fast_recipe_step(data: "CIFAR10Data", device: torch.device, layout: bool) -> tuple[Callable, Iterator]:
+    """FastNet's training step as the fast recipe takes it: its batch, summed smoothed loss and SGD (without
+    the schedule, lookahead or alternating flips, which cost little per step).
 
     Returns (step, batches): `step(images, labels)` and an endless iterator of the recipe's batches.
     """
-    from ..fast import fast_options, make_fastnet, make_sgd
+    from ..fast import make_fastnet, make_sgd
 
     opt = fast_options()
     model = make_fastnet(data, opt, device).to(memory_format=torch.channels_last if layout else torch.preserve_format)
@@ -246,7 +252,7 @@ def fast_recipe_step(data, device: torch.device, layout: bool):
     return (lambda x, y: train_step(model, x, y, loss_fn, sgd, autocast, scaler)), forever(loader)
 
 
-def time_by_op_kind(step, batches, steps: int = 2) -> dict[str, float]:
+def time_by_op_kind(step: Callable, batches: Iterator, steps: int = 2) -> dict[str, float]:
     """Share of a training step's CPU time per kind of operation (`OP_KINDS`, the rest "other"), by the profiler."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -111,7 +111,8 @@ def verdict(reported: float, reproduced: float, tolerance: float = TOLERANCE) ->
 
 
 def reproductions(reports: Path) -> list[dict]:
-    """One row per recipe with a committed full-budget run under `reports`/recipes/ID: reported vs reproduced."""
+    """One row per recipe with a committed run under `reports`/recipes/ID: reported vs reproduced, or how much of
+    the recipe's epochs a partial run trained and what the whole would cost."""
     from .notebooks import read_metrics
 
     rows = []
@@ -125,9 +126,10 @@ def reproductions(reports: Path) -> list[dict]:
         reported, reproduced = reported_accuracy(recipe), 100 * m["test_acc"]
         unlike = (recipe.model_options or {}).get("pretrained") and not metrics.get("params", {}).get("pretrained")
         planned, hours = recipe.training["epochs"], m["train_seconds"] / 3600
-        if info.get("status") == "completed" and m["epochs"] < planned:  # a fraction run on purpose (004b)
-            said = (f"partial: {m['epochs']} of {planned} epochs, no verdict; the whole run would take about "
-                    f"{hours * planned / m['epochs']:.0f} h on this CPU")
+        if m["epochs"] < planned and not str(info.get("status", "")).startswith("early stopped"):  # 004b's fraction
+            whole = f"; the whole run would take about {hours * planned / m['epochs']:.1f} h on this CPU" \
+                if m["epochs"] else ""
+            said = f"partial: {m['epochs']} of {planned} epochs, no verdict{whole}"
         elif unlike:
             said = ("not comparable: random initial weights (the report fine-tuned ImageNet weights, which cannot be "
                     "downloaded here)")
@@ -154,16 +156,18 @@ def seed_spreads(*folders: Path) -> list[dict]:
     for folder in folders:
         for path in sorted(Path(folder).glob("sweep_05_*/summary.csv")):
             fixed = fixed_parameters(path) or {}
-            recipe = REFERENCE.get(str(fixed.get("model")))
-            if recipe is None:
-                continue
-            claim = re.search(r"(\d+) seeds: ([\d.]+) ± ([\d.]+)%", recipe.reported)
-            images = fixed.get("train_size")
             for _, r in load_summary(path).iterrows():
-                rows.append({"recipe": fixed["model"], "epochs": f"{fixed.get('epochs', recipe.training['epochs'])} "
-                             f"of {recipe.training['epochs']}", "training images": f"{images:,}" if images else "all of its split",
-                             "seeds": int(r["n"]), "test accuracy here": f"{100 * r['test_acc_mean']:.2f}% ± "
-                             f"{100 * r['test_acc_std']:.2f}%", "report's spread (its full budget)":
-                             f"{claim[2]}% ± {claim[3]}% over {claim[1]} seeds" if claim else "none reported",
-                             "sweep": shown_path(path.parent.resolve())})
+                value = lambda key, default=None: r[key] if key in r and r[key] == r[key] else fixed.get(key, default)
+                recipe = REFERENCE.get(str(value("model")))
+                if recipe is None or str(r.get("quick")).lower() == "true":  # another model, or synthetic data
+                    continue
+                claim = re.search(r"(\d+) seeds: ([\d.]+) ± ([\d.]+)%", recipe.reported)
+                images, spread = value("train_size"), r["test_acc_std"]
+                rows.append({"recipe": str(value("model")), "epochs": f"{value('epochs', recipe.training['epochs']):g} "
+                             f"of {recipe.training['epochs']}", "training images": f"{int(images):,}" if images
+                             else "all of its split", "seeds": int(r["n"]), "test accuracy here":
+                             f"{100 * r['test_acc_mean']:.2f}%" + (f" ± {100 * spread:.2f}%" if spread == spread else
+                                                                   " (one seed)"),
+                             "report's spread (its full budget)": f"{claim[2]}% ± {claim[3]}% over {claim[1]} seeds"
+                             if claim else "none reported", "sweep": shown_path(path.parent.resolve())})
     return rows

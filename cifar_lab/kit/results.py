@@ -56,8 +56,9 @@ def _versus_rows(reports: Path) -> list[dict]:
         epochs = next(r["epochs"] for r in result["runs"] if r["implementation"] == name)
         rows.append({"what": what, "accuracy": f"{s['test_acc_mean']:.2%}{spread}",
                      "budget": f"{epochs:g} epochs, {s['n']} seed{'s' * (s['n'] > 1)}, {s['pflops']:.3f} PFLOPs",
-                     "seconds": f"{s['seconds_mean']:,.0f}", "machine": f"{' / '.join(result['cpus'])}, "
-                     f"{result['precision']}", "source": "reports/" + (result["folders"][0] + "/" if len(
+                     "seconds": f"{s['seconds_mean']:,.0f}", "machine": f"{result['seconds_cpu']}, {result['precision']}" + (
+                         " (seconds; seeds also on " + ", ".join(c for c in result["cpus"] if c != result["seconds_cpu"])
+                         + ")" if len(result["cpus"]) > 1 else ""), "source": "reports/" + (result["folders"][0] + "/" if len(
                          result["folders"]) == 1 else "versus_airbench*/")})
     return rows
 

@@ -217,26 +217,46 @@ def _summary(rows: list[dict], precision: str, quick: bool) -> dict:
 
 
 def pooled(reports: str | Path) -> dict:
-    """Every committed comparison under `reports` (versus_airbench*/results.json of one precision) as one: runs, summary.
+    """Every committed comparison under `reports` (versus_airbench*/results.json) as one: runs, summary, notes.
 
-    Seeds run in separate folders (one per session) pool into one mean ± std per implementation; rows keep
-    their CPU, so seconds compare only where it is the same. {} when none is committed.
+    Seeds run in separate folders (one per session) pool into one mean ± std per implementation, over the
+    seeds both implementations finished. Only the first folder's precision pools (others are named in
+    `notes`), a seed already counted is not counted twice, and seconds (and the speed ratio) come only from
+    the CPU that ran most of the runs, since times compare only on one machine. {} when none is committed.
     """
     from ..files import load_json
 
-    rows, precisions, folders = [], set(), []
+    rows, notes, folders, precision = [], [], [], None
     for path in sorted(Path(reports).glob("versus_airbench*/results.json")):
-        saved = load_json(path)
-        if saved.get("quick"):
+        try:
+            saved = load_json(path)
+        except ValueError as e:
+            notes.append(f"{path.parent.name} skipped: {e}")
+            continue
+        if saved.get("quick") or not saved.get("runs"):
+            continue
+        precision = precision or saved.get("precision")
+        if saved.get("precision") != precision:
+            notes.append(f"{path.parent.name} skipped: it ran in {saved.get('precision')}, the others in {precision}")
             continue
         cpu = saved.get("environment", {}).get("cpu", "not recorded")
-        rows += [{**r, "cpu": r.get("cpu", cpu), "folder": path.parent.name} for r in saved["runs"]]
-        precisions.add(saved.get("precision"))
+        for r in saved["runs"]:
+            if any((o["implementation"], o["seed"]) == (r["implementation"], r["seed"]) for o in rows):
+                notes.append(f"{path.parent.name}: {r['implementation']} seed {r['seed']} counted once, from "
+                             f"the earlier folder")
+                continue
+            rows.append({**r, "cpu": r.get("cpu", cpu), "folder": path.parent.name})
         folders.append(path.parent.name)
+    by_name = {name: {r["seed"] for r in rows if r["implementation"] == name} for name in ("airbench94", KIT)}
+    both = by_name["airbench94"] & by_name[KIT]
+    rows = [r for r in rows if r["seed"] in both]  # an unpaired run (an interrupted comparison) waits for its pair
     if not rows:
         return {}
-    if len(precisions) > 1:
-        raise ValueError(f"the committed comparisons ran in different precisions ({sorted(map(str, precisions))}): "
-                         f"pool only one precision's")
-    return {**_summary(rows, precisions.pop(), False), "folders": folders,
-            "cpus": sorted({r["cpu"] for r in rows})}
+    cpus = [r["cpu"] for r in rows]
+    main_cpu = max(set(cpus), key=cpus.count)
+    result = _summary(rows, precision, False)
+    timed = _summary([r for r in rows if r["cpu"] == main_cpu], precision, False)
+    for name in result["summary"]:
+        result["summary"][name]["seconds_mean"] = timed["summary"].get(name, {}).get("seconds_mean")
+    result["speed_ratio"] = timed.get("speed_ratio")
+    return {**result, "folders": folders, "cpus": sorted(set(cpus)), "seconds_cpu": main_cpu, "notes": notes}
