@@ -409,7 +409,9 @@ def test_a_warm_up_of_exactly_one_step_trains(fake_data):
 
 
 def test_asking_whether_a_run_still_goes_never_signals_it_on_windows(monkeypatch):
-    """On Windows os.kill(pid, 0) sends Ctrl-C or terminates the process: the check must only ask there."""
+    """On Windows os.kill(pid, 0) sends Ctrl-C or terminates the process: the check must only ask there.
+
+    The Windows query itself (ctypes) is replaced here, as this runs on Linux; only the choice is tested."""
     asked = []
     monkeypatch.setattr(runs.os, "name", "nt")
     monkeypatch.setattr(runs.os, "kill", lambda *a: pytest.fail(f"os.kill{a} on Windows"))

@@ -208,17 +208,20 @@ def _alive(owner: dict) -> bool:
 
 
 def _alive_on_windows(pid: int) -> bool:
-    # os.kill(pid, 0) would send Ctrl-C (signal 0 is CTRL_C_EVENT there) or terminate the process: ask instead
+    # os.kill(pid, 0) would send Ctrl-C there (signal 0 is CTRL_C_EVENT) or terminate the process: ask instead
     import ctypes
+    from ctypes import wintypes
 
     kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    kernel32.OpenProcess.restype = wintypes.HANDLE  # a pointer-sized handle, not a 32-bit int
+    kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    kernel32.WaitForSingleObject.argtypes = (wintypes.HANDLE, wintypes.DWORD)
+    kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    handle = kernel32.OpenProcess(0x00100000, False, pid)  # SYNCHRONIZE: enough to wait on it
     if not handle:
         return ctypes.get_last_error() == 5  # access denied: it exists, someone else's
     try:
-        code = ctypes.c_ulong()
-        ok = kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        return not ok or code.value == 259  # STILL_ACTIVE
+        return kernel32.WaitForSingleObject(handle, 0) == 0x102  # WAIT_TIMEOUT: it has not ended
     finally:
         kernel32.CloseHandle(handle)
 
